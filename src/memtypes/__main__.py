@@ -1,0 +1,3 @@
+from memtypes.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""memtypes.explore."""

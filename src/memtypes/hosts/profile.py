@@ -1,0 +1,181 @@
+"""Host profiles: what a host's CPU (and, when probed, its kernel and devices) offers.
+
+A profile is named by what it is.  Every command that takes ``--host`` accepts:
+
+* a built-in name (``memtypes/hosts/builtin/*.yaml``, listed by :func:`builtin_names`);
+* a YAML file path (the format ``memtypes probe`` writes);
+* an inline feature list: ``fwb=1,dic=1,mte=0`` (unnamed features default to 0).
+
+YAML format (all keys but ``features`` optional)::
+
+    name: grace
+    description: NVIDIA Grace-class Neoverse V2 host
+    arch: arm64            # arm64 | x86_64
+    features: {fwb: 1, dic: 1, mte: 0, mte_perm: 0, xs: 0}
+    kernel: "6.17"         # the running kernel, when known
+    evidence: {fwb: "...", ...}   # where each feature value came from (probe)
+    kvm: {...}             # KVM API version and capabilities (probe)
+    pci: [...]             # PCI devices (probe)
+    iommu_groups: {...}    # IOMMU groups (probe)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memtypes.arch.features import Features
+from memtypes.errors import InputError
+
+ARCHES = ("arm64", "x86_64")
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    name: str
+    features: Features
+    arch: str = "arm64"
+    description: str = ""
+    kernel: str | None = None
+    evidence: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name}
+        if self.description:
+            d["description"] = self.description
+        d["arch"] = self.arch
+        d["features"] = {k: int(v) for k, v in self.features.as_dict().items()}
+        if self.kernel:
+            d["kernel"] = self.kernel
+        if self.evidence:
+            d["evidence"] = dict(self.evidence)
+        d.update(self.extra)
+        return d
+
+    def short(self) -> str:
+        on = [k for k, v in self.features.as_dict().items() if v]
+        return f"{self.name} ({','.join(on) or 'no FWB/DIC/MTE'})"
+
+
+def _flag(value: Any, *, where: str, field_name: str, line: int | None = None) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise InputError(f"'{value}' is not a feature flag", where=where, line=line,
+                     field=field_name, expected="0 or 1 (or true/false)")
+
+
+def parse_inline(text: str, *, where: str = "--host") -> HostProfile:
+    """``fwb=1,dic=1,mte=0`` -> an unnamed profile (name is the text itself)."""
+    values: dict[str, bool] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, val = part.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in Features.names():
+            raise InputError(f"unknown host feature '{part}'", where=where,
+                             expected="KEY=0|1 with KEY one of " + ", ".join(Features.names())
+                             + "; or a built-in host: " + ", ".join(builtin_names())
+                             + "; or a YAML file")
+        values[key] = _flag(val, where=where, field_name=key)
+    return HostProfile(name=text, features=Features(**values), description="inline profile")
+
+
+def from_dict(data: Any, *, where: str, lines: dict[str, int] | None = None) -> HostProfile:
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise InputError("a host profile must be a mapping", where=where, line=1,
+                         expected="keys name, arch, features, ...")
+    feats = data.get("features", {})
+    if not isinstance(feats, dict):
+        raise InputError("'features' must be a mapping", where=where, line=lines.get("features"),
+                         field="features", expected="{fwb: 0|1, dic: 0|1, mte: 0|1, ...}")
+    values = {}
+    for k, v in feats.items():
+        if k not in Features.names():
+            raise InputError(f"unknown feature '{k}'", where=where, line=lines.get(f"features.{k}"),
+                             field=f"features.{k}", expected=", ".join(Features.names()))
+        values[k] = _flag(v, where=where, field_name=f"features.{k}", line=lines.get(f"features.{k}"))
+    arch = data.get("arch", "arm64")
+    if arch not in ARCHES:
+        raise InputError(f"unknown arch '{arch}'", where=where, line=lines.get("arch"),
+                         field="arch", expected=" or ".join(ARCHES))
+    known = {"name", "description", "arch", "features", "kernel", "evidence"}
+    kernel = data.get("kernel")
+    return HostProfile(
+        name=str(data.get("name") or Path(where).stem),
+        features=Features(**values),
+        arch=arch,
+        description=str(data.get("description", "")),
+        kernel=str(kernel) if kernel is not None else None,
+        evidence={str(k): str(v) for k, v in (data.get("evidence") or {}).items()},
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map ``key`` and ``features.key`` to their 1-based lines, for error messages."""
+    out: dict[str, int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            out[str(k.value)] = k.start_mark.line + 1
+            if isinstance(v, yaml.MappingNode):
+                for k2, _ in v.value:
+                    out[f"{k.value}.{k2.value}"] = k2.start_mark.line + 1
+    return out
+
+
+def load_file(path: str | Path) -> HostProfile:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read host profile: {e.strerror}", where=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(e, 'problem', e)}", where=str(p),
+                         line=mark.line + 1 if mark else None) from None
+    return from_dict(data, where=str(p), lines=_key_lines(text))
+
+
+def builtin_names() -> list[str]:
+    root = resources.files("memtypes.hosts").joinpath("builtin")
+    return sorted(f.name[:-5] for f in root.iterdir() if f.name.endswith(".yaml"))
+
+
+def builtin(name: str) -> HostProfile:
+    root = resources.files("memtypes.hosts").joinpath("builtin")
+    f = root.joinpath(f"{name}.yaml")
+    if not f.is_file():
+        raise InputError(f"unknown built-in host '{name}'", where="--host",
+                         expected=", ".join(builtin_names()))
+    return from_dict(yaml.safe_load(f.read_text()), where=f"builtin:{name}")
+
+
+def resolve(spec: str, *, where: str = "--host") -> HostProfile:
+    """Resolve a ``--host`` value: built-in name, YAML file, or inline ``k=v`` list."""
+    if "=" in spec:
+        return parse_inline(spec, where=where)
+    if spec in builtin_names():
+        return builtin(spec)
+    p = Path(spec)
+    if p.suffix in (".yaml", ".yml", ".json") or p.exists():
+        if not p.exists():
+            raise InputError(f"no such host profile file '{spec}'", where=where)
+        return load_file(p)
+    raise InputError(f"unknown host '{spec}'", where=where,
+                     expected="a built-in host (" + ", ".join(builtin_names())
+                     + "), a YAML file, or KEY=0|1,... with KEY in " + ", ".join(Features.names()))
