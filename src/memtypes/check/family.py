@@ -1,0 +1,37 @@
+"""The family contract: a finite model of one kind of scenario, checkable for each kernel.
+
+A family module in ``memtypes/check/families/`` exposes one :class:`Family`.  ``build(kernel,
+variant, params)`` returns an ``explore.model.Model`` whose ``properties()`` are
+
+* ``always`` properties named exactly as in the catalogue (``check/properties.py``, the names of
+  DESIGN.md), each a predicate over that family's states; and
+* ``sometimes`` targets (free names, e.g. ``device-read-happened``) that the run must reach for
+  its ``always`` verdicts to count as ``holds`` rather than ``vacuous``.
+
+``kernel`` is an era's first version as a string (``"6.9"``); ``variant`` is ``"mainline"`` or a
+variant name from ``variants``.  ``params`` is JSON-able (host features, bounds, regions), so a
+trace can be saved as a scenario file and rebuilt exactly.  A model may define
+``describe(state, action, next_state) -> str`` to say what a step did (the scenario runner prints
+it) and ``format_state(state) -> str``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+ERAS: tuple[str, ...] = ("5.13", "5.14", "6.2", "6.9", "6.17", "6.18", "7.1")
+"""The KVM arm64 eras by first version (reference/kernel-kvm.md section 1); "5.13" stands for
+every version up to 5.13."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    build: Callable[[str, str, Mapping[str, Any]], Any]
+    default_params: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ERAS
+    properties: tuple[str, ...] = ()
+    """The catalogue properties this family checks; the others are ``n/a`` for it."""
