@@ -35,3 +35,10 @@ class Family:
     kernels: tuple[str, ...] = ERAS
     properties: tuple[str, ...] = ()
     """The catalogue properties this family checks; the others are ``n/a`` for it."""
+    applies: Callable[[str, str], bool] | None = None
+    """``applies(kernel, variant)``: whether the variant makes sense in that era (None: always)."""
+
+    def applies_to(self, kernel: str, variant: str) -> bool:
+        if variant != "mainline" and variant not in self.variants:
+            return False
+        return kernel in self.kernels and (self.applies is None or self.applies(kernel, variant))
