@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import typer
 
+try:  # typer >= 0.2x vendors its own click; older typer depends on the click package
+    from typer import _click as click
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click  # type: ignore[no-redef]
+
 app = typer.Typer(
     name="memtypes",
     help="What memory type a KVM guest really gets, whether DMA stays coherent, and whether a "
