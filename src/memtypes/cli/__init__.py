@@ -19,6 +19,8 @@ from memtypes.cli import check as _check  # noqa: F401,E402
 from memtypes.cli import run as _run  # noqa: F401,E402
 from memtypes.cli import explain as _explain  # noqa: F401,E402
 from memtypes.cli import probe as _probe  # noqa: F401,E402
+from memtypes.cli import migrate as _migrate  # noqa: F401,E402
+from memtypes.cli import bench as _bench  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,12 @@ A model may also define ``successors(state)`` yielding ``(action, next_state)`` 
 same order and meaning as ``actions`` + ``next_state``) when it can produce both faster together;
 the explorer uses it when present.
 
+Optional fast paths the explorer (``memtypes.explore.search``) also uses when present:
+``next_states(state)`` returning the list of next states in the same order as ``successors``
+(no actions: the explorer stores fingerprints and finds the actions again only when it rebuilds
+a trace), and ``encode(state) -> bytes | int``, a canonical encoding from which the parallel mode
+derives seed-independent fingerprints (an int in ``[0, 2**63)`` is used as the fingerprint).
+
 States must be immutable and hashable (tuples of small ints and strings, or frozen dataclasses
 with ``slots``).  Actions are :class:`Action` values: an actor, an action name and a tuple of
 ``(key, value)`` arguments whose values are str, int, bool or tuples of those, so that a trace

@@ -1,0 +1,136 @@
+"""Family ``dma-iommufd``: iommufd IOASes with coherent and non-coherent hwpts, IOAS_COPY
+sub-slices sharing one pages object, injected failures, CPU caches and a non-snooping device
+(kernel-vfio.md sections 4, 1.6, 1.8, 6; TV20-TV23, TV27).
+
+Alphabet: IOASes ``A`` and ``B``; devices ``hcc`` (IOMMU_CAP_ENFORCE_CACHE_COHERENCY: CC hwpt) and
+``hnc`` (NC hwpt), each allocatable on either IOAS and destroyable; ``hcc`` on ``A`` also with an
+injected ``iopt_table_add_domain`` failure (TV27); IOAS_MAP of one pages object over ``P0,P1`` at
+IOVA 0 of ``A`` (also with an injected iommu_map failure) and its unmap; IOAS_COPY of each page
+of that area into ``B`` (two sub-slices of the same pages object, TV22) and their unmaps; guest CPU
+read/write of pinned pages, device reads (both), non-snooped writes (``hnc``), evictions, host
+reads of unpinned pages (reuse), KVM-VFIO FILE_ADD of ``hnc``.
+
+Kernels: iommufd and the device-capability answer of ``vfio_file_enforced_coherent`` both date
+from v6.2, so ``6.2`` (first iommufd era) and ``6.9`` (the series' base) are checked; the model's
+rules are the same in both (later eras only change x86 EPT memtype details, section 2.6).
+``coherency-reported`` here is KVM's registration only: iommufd has no VFIO_DMA_CC_IOMMU (the v1
+counter is internal; its underflow shows up as a missed flush, device-reads-owner-data).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from memtypes.check.families.dma_type1 import SOURCE, DmaModel, variant_name
+from memtypes.check.family import Family
+from memtypes.explore.model import Property, act
+from memtypes.linux.dma import Group, iommufd, make_env
+
+KERNELS = ("6.2", "6.9")
+VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
+
+
+def build(kernel: str, variant: str, params: Mapping[str, Any]):
+    fail = bool(params.get("fail", True))
+    kvm = bool(params.get("kvm", True))
+    env = make_env(variant_name(variant), kernel, npages=2,
+                   groups=(Group("hcc", nc=False), Group("hnc", nc=True)))
+    s0 = iommufd.initial(env, ("A", "B"))
+    H = ("hcc", "hnc")
+    alpha = []
+
+    def add(a, op, guard):
+        alpha.append((a, op, guard))
+
+    def has_area(s, io, iova):
+        for x in s.ioas:
+            if x[0] == io:
+                return any(ar[0] <= iova < ar[0] + ar[3] for ar in x[1])
+        return False
+
+    for io in ("A", "B"):
+        for h in H:
+            add(act("iommufd", "hwpt_alloc", ioas=io, dev=h), ("hwpt_alloc", io, h),
+                lambda s, h=h: iommufd.hwpt_of(s, h) is None)
+    if fail:
+        add(act("iommufd", "hwpt_alloc", ioas="A", dev="hcc", fail="add_domain"),
+            ("hwpt_alloc", "A", "hcc", {"fail": True}),
+            lambda s: iommufd.hwpt_of(s, "hcc") is None)
+    for h in H:
+        add(act("iommufd", "hwpt_destroy", dev=h), ("hwpt_destroy", h),
+            lambda s, h=h: iommufd.hwpt_of(s, h) is not None)
+    add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2), ("ioas_map", "A", 0, 0, 2),
+        lambda s: not has_area(s, "A", 0))
+    if fail:
+        add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2, fail="iommu_map"),
+            ("ioas_map", "A", 0, 0, 2, {"fail": True}),
+            lambda s: not has_area(s, "A", 0) and bool(s.ioas[0][2]))
+    add(act("iommufd", "ioas_unmap", ioas="A", iova=0, pages=2), ("ioas_unmap", "A", 0, 2),
+        lambda s: has_area(s, "A", 0))
+    for i in (0, 1):
+        add(act("iommufd", "ioas_copy", src="A", src_iova=i, pages=1, dst="B", dst_iova=i),
+            ("ioas_copy", "A", i, 1, "B", i),
+            lambda s, i=i: has_area(s, "A", i) and not has_area(s, "B", i))
+        add(act("iommufd", "ioas_unmap", ioas="B", iova=i, pages=1), ("ioas_unmap", "B", i, 1),
+            lambda s, i=i: has_area(s, "B", i))
+    for p in (0, 1):
+        add(act("guest", "cpu_read", page=p), ("guest_read", p),
+            lambda s, p=p: iommufd.held(env, s)[p])
+        add(act("guest", "cpu_write", page=p, value="G"), ("guest_write", p, "G"),
+            lambda s, p=p: iommufd.held(env, s)[p])
+    for i in (0, 1):
+        for h in H:
+            add(act(h, "dev_read", iova=i), ("dev_read", h, i),
+                lambda s, h=h, i=i: iommufd.resolve(s, h, i) is not None)
+        add(act("hnc", "dev_write", iova=i, value="B"), ("dev_write", "hnc", i, "B"),
+            lambda s, i=i: iommufd.resolve(s, "hnc", i) is not None)
+    for p in (0, 1):
+        add(act("host", "reuse_read", page=p), ("host_read", p),
+            lambda s, p=p: s.populated[p] and not iommufd.held(env, s)[p])
+        add(act("cpu", "evict", page=env.names[p]), ("evict", p),
+            lambda s, p=p: s.lines[p][1] != "I")
+    if kvm:
+        add(act("vmm", "kvm_file_add", file="hnc"), ("kvm_add", "hnc"),
+            lambda s: "hnc" not in s.kvm_files)
+
+    def stable(s) -> bool:
+        h = iommufd.held(env, s)
+        for p, ln in enumerate(s.lines[:env.npages]):
+            if not h[p] and ln[1] == "C" and ln[2] != ln[0]:
+                return False
+        return True
+
+    def coherency(s) -> bool:
+        for f in s.kvm_files:
+            r = iommufd.hwpt_of(s, f)
+            if r is not None and r[1][1] and not s.kvm_nc:
+                return False
+        return True
+
+    def nc_attached(s) -> bool:
+        return iommufd.hwpt_of(s, "hnc") is not None
+
+    props = [
+        Property("device-reads-owner-data", "always", lambda s: not s.bad_read,
+                 "a non-snooping device must never read the previous owner's data", SOURCE),
+        Property("host-consistent-after-unpin", "always", stable,
+                 "no stale clean line above newer memory once a page is unpinned", SOURCE),
+        Property("coherency-reported", "always", coherency,
+                 "KVM's non-coherent DMA registration matches the NC hwpts attached", SOURCE),
+        Property("device-read-happened", "sometimes", lambda s: s.dev_read),
+        Property("page-unpinned", "sometimes", lambda s: s.unpinned),
+        Property("nc-domain-attached", "sometimes", nc_attached),
+    ]
+    return DmaModel(f"dma-iommufd[{kernel},{variant}]", env, s0, alpha, props)
+
+
+FAMILY = Family(
+    name="dma-iommufd",
+    description="iommufd: CC and NC hwpts, IOAS_MAP/COPY (sub-slices)/UNMAP, hwpt add and "
+                "destroy, injected failures, CPU caches and a non-snooping device",
+    build=build,
+    default_params={"fail": True, "kvm": True},
+    variants=VARIANTS,
+    kernels=KERNELS,
+    properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
+)

@@ -1,0 +1,253 @@
+"""The ``migration`` family: a VM moves from a source host to a destination host; the VMM may
+check capabilities on the destination, then creates the VM and its memslots, restores MTE tags,
+resumes, and the guest touches its memory.
+
+The row kernel is the **destination** kernel; the source runs the same era or the previous one
+(the era before, with the row's variant when it applies there, else mainline).  A VM here has
+one region (one backing KIND from ``regions``): a multi-region VM stops at its first refusal, so
+one region per VM keeps each region's behaviour visible (``memtypes migrate`` takes whole VMs).
+
+State: ``(config, checked, phase)``.  ``config`` indexes a table built once per model (source
+host, destination host, source kernel, region, MTE, and the precomputed results of each step on
+both hosts, from :func:`memtypes.check.migrate.bring_up`, so the family and ``memtypes migrate``
+agree by construction).  Only configurations whose VM runs on the source are initial states.
+
+Actions (actor ``vmm`` on the destination, then ``guest``):
+
+* ``vmm.check_caps`` (optional, first): KVM_CHECK_EXTENSION 243 when the region is a cacheable
+  PFNMAP/MIXEDMAP mapping, 205 when MTE is on; refuses when a needed cap reads 0;
+* ``vmm.create_vm``: open the device (driver present?) and, for MTE, KVM_ENABLE_CAP(205);
+* ``vmm.create_memslots``: KVM_SET_USER_MEMORY_REGION (P1-P7);
+* ``vmm.restore_tags`` (MTE): KVM_ARM_MTE_COPY_TAGS TO_GUEST before dirty logging;
+* ``vmm.resume``; ``guest.access``: the first stage-2 fault on the region.
+
+Properties: ``migration-fails-early`` (never a fault after resume), and
+``memtype-stable-across-migration`` (the region's stage-2 class, and the effective type for each
+stage-1 choice listed in param ``guest_s1``, default none, is the same on both hosts, or the
+migration was refused).  Targets: ``migration-completed``, ``guest-access-after-resume``.
+
+Params: ``hosts`` (host specs, default grace and armv8.0; pairs are all ordered pairs
+including same-host pairs), ``regions`` (default anon, nvgrace-usemem, mixedmap-cacheable,
+vfio-pci-bar), ``mte`` (bools to explore, default [false]), ``vmm_checks`` (default both),
+``guest_s1`` (stage-1 names from arch.USUAL_S1 whose effective class must also be stable).
+
+Variants: ``cpfn-memslot-flag`` (the VMM sets KVM_MEM_ENABLE_CACHEABLE_PFNMAP on a cacheable
+PFNMAP region when the source has FWB && DIC and carries it to the destination) and
+``cacheable-pfnmap-no-fwb-check``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from memtypes.arch.features import Features
+from memtypes.check import migrate as mig
+from memtypes.check.family import ERAS, Family
+from memtypes.errors import InputError
+from memtypes.explore.model import Property, act
+from memtypes.hosts.profile import resolve
+from memtypes.linux.kvm import variants as kvm_variants
+from memtypes.linux.kvm.eras import Kernel, kernel as resolve_kernel
+
+VARIANTS = ("cpfn-memslot-flag", "cacheable-pfnmap-no-fwb-check")
+DEFAULT_PARAMS = {
+    "hosts": ["grace", "armv8.0"],
+    "regions": ["anon", "nvgrace-usemem", "mixedmap-cacheable", "vfio-pci-bar"],
+    "mte": [False],
+    "vmm_checks": list(mig.CHECKS),
+    "guest_s1": [],
+}
+
+# phases
+START, CREATED, SLOTS, TAGS, RESUMED, ACCESSED, REFUSED, FAILED = range(8)
+PHASES = ("start", "vm-created", "memslots-created", "tags-restored", "resumed", "accessed", "refused",
+          "failed-after-resume")
+
+
+@dataclass(frozen=True)
+class Config:
+    src: str
+    dst: str
+    ksrc: str
+    kdst: str
+    region: str
+    mte: bool
+    src_s2: str | None
+    src_guest: tuple[tuple[str, str], ...]
+    check_taken: bool            # a check applies (the VM needs a cap)
+    check_ok: bool
+    check_what: str
+    fail_stage: str | None       # where the unchecked bring-up stops (None: runs)
+    fail_text: str
+    dst_s2: str | None
+    dst_guest: tuple[tuple[str, str], ...]
+
+
+def _kernel(era: str, variant: str) -> Kernel:
+    return resolve_kernel(era if variant == "mainline" else f"{era}+{variant}", where="kernel")
+
+
+def _source_kernels(era: str, variant: str) -> list[Kernel]:
+    i = ERAS.index(era)
+    out = []
+    if i > 0:
+        prev = ERAS[i - 1]
+        out.append(_kernel(prev, variant if kvm_variants.applies(prev, variant) else "mainline"))
+    out.append(_kernel(era, variant))
+    return out
+
+
+def _classes(s2: str | None, guest: tuple[tuple[str, str], ...], s1s: tuple[str, ...]) -> tuple:
+    g = dict(guest)
+    return (s2,) + tuple(mig.type_class(g.get(s)) for s in s1s)
+
+
+class MigrationModel:
+    name = "migration"
+
+    def __init__(self, kernel: str, variant: str, params: Mapping[str, Any]):
+        self.kernel, self.variant = kernel, variant
+        p = dict(DEFAULT_PARAMS)
+        p.update(params or {})
+        hosts = [resolve(str(h), where="migration.hosts") for h in p["hosts"]]
+        regions = [str(r) for r in p["regions"]]
+        for r in regions:
+            if r not in mig.REGION_KINDS:
+                raise InputError(f"unknown region '{r}'", where="migration.regions",
+                                 expected=", ".join(mig.REGION_KINDS))
+        checks = tuple(c for c in mig.CHECKS if c in p["vmm_checks"])
+        self.s1s = tuple(str(s) for s in p.get("guest_s1") or ())
+        kd = _kernel(kernel, variant)
+        configs: list[Config] = []
+        for hs in hosts:
+            for hd in hosts:
+                for ks in _source_kernels(kernel, variant):
+                    for mte in [bool(m) for m in p["mte"]]:
+                        for region in regions:
+                            c = self._config(hs.name, hs.features, hd.name, hd.features, ks, kd, region, mte,
+                                             checks)
+                            if c is not None:
+                                configs.append(c)
+        self.configs = tuple(configs)
+
+    @staticmethod
+    def _config(sname: str, sf: Features, dname: str, df: Features, ks: Kernel, kd: Kernel, region: str,
+                mte: bool, checks: tuple[str, ...]) -> Config | None:
+        flag = (mig.needs_cacheable_pfnmap(region) and sf.fwb and sf.dic and ks.rules.cpfn_slot_flag)
+        src_vm = mig.VmSpec(region, (mig.RegionSpec(region, region, "cacheable_pfnmap" if flag else None),),
+                            mte, checks)
+        src = mig.bring_up(src_vm, sname, sf, ks, (), destination=False)
+        if not src.runs:
+            return None
+        dflag = flag and kd.rules.cpfn_slot_flag
+        dst_vm = mig.VmSpec(region, (mig.RegionSpec(region, region, "cacheable_pfnmap" if dflag else None),),
+                            mte, checks)
+        chk = mig.bring_up(dst_vm, dname, df, kd, checks)
+        caps = [s for s in chk.steps if s.stage == mig.ST_CAP and s.result != "skipped"]
+        w = mig.bring_up(dst_vm, dname, df, kd, ())
+        sr, dr = src.regions[0], (w.regions[0] if w.regions else None)
+        return Config(
+            sname, dname, mig.kernel_name(ks), mig.kernel_name(kd), region, mte, sr.s2, sr.guest,
+            bool(caps), not any(s.failed for s in caps), "; ".join(s.what for s in caps),
+            None if w.runs else w.stage, w.summary(),
+            dr.s2 if dr is not None and dr.result == "map" else None,
+            dr.guest if dr is not None else ())
+
+    # --- model protocol -----------------------------------------------------------------------
+    def init_states(self):
+        return [(i, 0, START) for i in range(len(self.configs))]
+
+    def successors(self, s):
+        i, checked, ph = s
+        c = self.configs[i]
+        out = []
+        if ph == START:
+            if not checked and c.check_taken:
+                a = act("vmm", "check_caps", host=c.dst)
+                out.append((a, (i, 1, START if c.check_ok else REFUSED)))
+            a = act("vmm", "create_vm", host=c.dst, mte=c.mte)
+            out.append((a, (i, checked, REFUSED if c.fail_stage in (mig.ST_DEVICE, mig.ST_ENABLE) else CREATED)))
+        elif ph == CREATED:
+            a = act("vmm", "create_memslots", region=c.region)
+            out.append((a, (i, checked, REFUSED if c.fail_stage == mig.ST_MEMSLOT else SLOTS)))
+        elif ph == SLOTS and c.mte:
+            a = act("vmm", "restore_tags")
+            out.append((a, (i, checked, REFUSED if c.fail_stage == mig.ST_TAGS else TAGS)))
+        elif ph == SLOTS or ph == TAGS:
+            out.append((act("vmm", "resume"), (i, checked, RESUMED)))
+        elif ph == RESUMED:
+            a = act("guest", "access", region=c.region)
+            out.append((a, (i, checked, FAILED if c.fail_stage == mig.ST_FAULT else ACCESSED)))
+        return out
+
+    def actions(self, s):
+        return [a for a, _ in self.successors(s)]
+
+    def next_state(self, s, a):
+        for b, n in self.successors(s):
+            if b == a:
+                return n
+        return None
+
+    def _fails_early(self, s) -> bool:
+        return s[2] != FAILED
+
+    def _memtype_stable(self, s) -> bool:
+        if s[2] != ACCESSED:
+            return True
+        c = self.configs[s[0]]
+        return _classes(c.src_s2, c.src_guest, self.s1s) == _classes(c.dst_s2, c.dst_guest, self.s1s)
+
+    def properties(self):
+        return [
+            Property("migration-fails-early", "always", self._fails_early,
+                     "a VM that cannot run on the destination is refused before it resumes there",
+                     "Marc Zyngier, cacheable-PFNMAP v3 thread (2025-03-26)"),
+            Property("memtype-stable-across-migration", "always", self._memtype_stable,
+                     "each guest page keeps its memory type class across migration, or migration is refused",
+                     "f55ce5a6cd33; cacheable-PFNMAP thread"),
+            Property("migration-completed", "sometimes", lambda s: s[2] == ACCESSED),
+            Property("guest-access-after-resume", "sometimes", lambda s: s[2] in (ACCESSED, FAILED)),
+        ]
+
+    # --- rendering --------------------------------------------------------------------------
+    def format_state(self, s) -> str:
+        c = self.configs[s[0]]
+        return (f"{c.region} VM{' (MTE)' if c.mte else ''} {c.src} {c.ksrc} -> {c.dst} {c.kdst}: "
+                f"{PHASES[s[2]]}{' (caps checked)' if s[1] else ''}")
+
+    def describe(self, s, a, n) -> str:
+        c = self.configs[s[0]]
+        head = f"[{c.region}: {c.src} {c.ksrc} (S2 {c.src_s2}) -> {c.dst} {c.kdst}] "
+        if a.name == "check_caps":
+            return head + f"VMM: {c.check_what}: " + ("ok" if n[2] != REFUSED else "migration refused")
+        if n[2] == REFUSED:
+            return head + f"{a.actor}.{a.name}: {c.fail_text}"
+        if n[2] == FAILED:
+            return head + f"guest access after resume: {c.fail_text}"
+        if n[2] == ACCESSED:
+            ch = "" if c.src_s2 == c.dst_s2 else f" (was {c.src_s2}: memory type changed)"
+            return head + f"guest access: stage-2 {c.dst_s2}{ch}"
+        return head + f"{a.actor}.{a.name}: ok"
+
+
+def build(kernel: str, variant: str, params: Mapping[str, Any]) -> MigrationModel:
+    return MigrationModel(kernel, variant, params)
+
+
+def applies(kernel: str, variant: str) -> bool:
+    return kvm_variants.applies(kernel, variant)
+
+
+FAMILY = Family(
+    name="migration",
+    description="a VM with one region migrates between two hosts (the row kernel is the destination's; "
+                "the source runs the same or the previous era): VMM capability checks, VM and memslot "
+                "creation, tag restore, resume, first guest access",
+    build=build,
+    default_params=DEFAULT_PARAMS,
+    variants=VARIANTS,
+    properties=("migration-fails-early", "memtype-stable-across-migration"),
+    applies=applies,
+)

@@ -1,0 +1,90 @@
+"""Scenario files meet families: build a scenario's model, run it, and save counterexamples of
+a check run as scenario files that replay to the same violation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from memtypes import scenario as sc
+from memtypes.check import properties as catalogue
+from memtypes.check import registry
+from memtypes.check.family import Family
+from memtypes.check.kernels import parse_kernel
+from memtypes.check.runner import MatrixResult, PropertyResult
+from memtypes.errors import InputError
+
+
+def bind(s: sc.Scenario, families: Sequence[Family] | None = None) -> tuple[Family, str, str, Any]:
+    """(family, kernel era, variant, model) of a loaded scenario; InputError at the right line."""
+    fams = registry.families() if families is None else list(families)
+    fam = registry.family(s.family, where=s.path, line=s.line("family"), available=fams)
+    try:
+        era, kv = parse_kernel(s.kernel, where=s.path)
+    except InputError as e:
+        raise s.error(e.what, "kernel", e.expected) from None
+    variant = s.variant or kv or "mainline"
+    vkey = "variant" if s.line("variant") else "kernel"
+    if variant != "mainline" and variant not in fam.variants:
+        raise s.error(f"unknown variant '{variant}' of family {fam.name}", vkey,
+                      ", ".join(("mainline",) + tuple(fam.variants)))
+    if era not in fam.kernels:
+        raise s.error(f"family {fam.name} does not model kernel {s.kernel} (era {era})", "kernel",
+                      "one of the eras " + ", ".join(fam.kernels))
+    if not fam.applies_to(era, variant):
+        raise s.error(f"variant {variant} does not apply to kernel era {era}", vkey,
+                      "a kernel where the variant exists")
+    params = dict(fam.default_params)
+    params.update(s.params)
+    try:
+        model = fam.build(era, variant, params)
+    except InputError as e:
+        raise s.error(e.what, "params", e.expected) from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise s.error(f"family {fam.name} rejects these params: {type(e).__name__}: {e}",
+                      "params", "parameters of the family (see its default_params)") from None
+    return fam, era, variant, model
+
+
+def run_file(path: str | os.PathLike, families: Sequence[Family] | None = None) -> sc.RunReport:
+    s = sc.load(path)
+    fam, era, variant, model = bind(s, families)
+    rep = sc.run(model, s)
+    rep.extra.update({"family": fam.name, "kernel": era, "variant": variant})
+    return rep
+
+
+def trace_filename(r: PropertyResult) -> str:
+    return f"{r.family}-{r.kernel}-{r.variant}-{r.property}.yaml"
+
+
+def trace_scenario(r: PropertyResult, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(scenario dict, comment header) reproducing a violation."""
+    prop = catalogue.get(r.property)
+    steps = [{"actor": s["actor"], "action": s["action"], **s.get("args", {})} for s in r.trace]
+    d = {"family": r.family, "kernel": r.kernel, "variant": r.variant, "params": params,
+         "init": r.init_index, "steps": steps}
+    label = r.kernel if r.variant == "mainline" else f"{r.kernel}+{r.variant}"
+    header = (f"memtypes counterexample: {r.family} on kernel {label} violates {r.property}\n"
+              f"in {len(steps)} step(s) (a shortest trace found by `memtypes check`).\n"
+              f"{r.property} holds when {prop.holds_when}.\n"
+              f"Source: {prop.source}\n"
+              f"Replay: memtypes run THIS_FILE")
+    return d, header
+
+
+def save_traces(matrix: MatrixResult, directory: str | os.PathLike) -> list[Path]:
+    """One scenario file per violation; returns the paths written (in result order)."""
+    out: list[Path] = []
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise InputError("not a directory", where=str(d), field="--save-traces",
+                         expected="a directory (created if missing)")
+    for r in matrix.violations:
+        job = matrix.job(r.family, r.kernel, r.variant)
+        data, header = trace_scenario(r, job.params)
+        p = d / trace_filename(r)
+        sc.save(p, data, header=header)
+        out.append(p)
+    return out

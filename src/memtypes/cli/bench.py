@@ -1,0 +1,56 @@
+"""``memtypes bench``: the explorer's distinct states per second on each family, beside the
+raw rate at which this process hashes and inserts the same states into a set, the ratio, and
+memory per stored state (the logic lives in :mod:`memtypes.explore.bench`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memtypes.cli.app import app
+from memtypes.errors import InputError
+
+
+@app.command("bench")
+def bench(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    family: Optional[str] = typer.Option(None, "--family", "-f",
+                                         help="Only this family ('counters': the synthetic model)."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Time budget per model (seconds)."),
+) -> None:
+    """Benchmark the explorer: states/s vs the raw hash-and-insert rate, bytes per state."""
+    from memtypes.explore.bench import bench_models, default_models
+    if seconds <= 0:
+        raise InputError("--seconds must be positive", where="--seconds", field="seconds",
+                         expected="a number > 0")
+    models = default_models(family)
+    if not models:
+        raise InputError(f"unknown family '{family}'", where="--family", field="family",
+                         expected="a family name or 'counters'")
+    out = bench_models(models, seconds=seconds)
+    if json_out:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return
+    t = Table(title="memtypes bench: explorer vs raw hash+insert (target ratio >= 1/3, "
+                    "< 100 B/state)")
+    for col in ("model", "states", "t/st", "explorer/s", "raw/s", "ratio", "eng.t", "B/st",
+                "peak", "done"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for r in out["results"]:
+        t.add_row(r["model"], f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
+                  f"{r['explorer_states_per_sec']:,.0f}", f"{r['raw_states_per_sec']:,.0f}",
+                  f"{r['ratio']:.3f}", _opt(r["engine_transition_ratio"]),
+                  f"{r['visited_bytes_per_state']:.0f}", f"{r['peak_bytes_per_state']:.0f}",
+                  "yes" if r["complete"] else "no")
+    Console().print(t)
+    Console().print("t/st: transitions per state; ratio: explorer / raw states per second; "
+                    "eng.t: engine transitions/s (model time removed) / raw; B/st: visited "
+                    "structure bytes per state; peak: traced peak per state")
+
+
+def _opt(v: float | None) -> str:
+    return "-" if not v else f"{v:.3f}"

@@ -1,0 +1,152 @@
+"""``memtypes check``: every family x kernel era x variant, a verdict per property."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from memtypes.cli.app import app
+from memtypes.errors import InputError
+
+
+class _Progress:
+    """Rich progress over jobs on stderr, shown only on a terminal and after ~1 s."""
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self.console = Console(stderr=True)
+        self.t0 = time.monotonic()
+        self.delay = delay
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, job) -> None:
+        if not self.console.is_terminal:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.t0 < self.delay:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+                TimeElapsedColumn
+            self.bar = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.description}"),
+                                console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, description=f"{job.family} {job.label}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _props(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    from memtypes.check import properties as catalogue
+    out = []
+    for v in values:
+        for p in filter(None, (x.strip() for x in v.split(","))):
+            catalogue.get(p)
+            out.append(p)
+    return out or None
+
+
+def _nonneg(v: int | None, opt: str) -> None:
+    if v is not None and v < 0:
+        raise InputError(f"'{v}' is negative", where=opt, expected="an integer >= 0")
+
+
+@app.command("check")
+def check(
+    family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
+    kernel: Optional[str] = typer.Option(None, "--kernel",
+                                         help="Only this kernel (any version, mapped to its era; "
+                                              "VERSION+VARIANT also selects a variant)."),
+    variant: Optional[str] = typer.Option(None, "--variant",
+                                          help="Only this variant (mainline or a variant name)."),
+    prop: Optional[List[str]] = typer.Option(None, "--property",
+                                             help="Only these properties (repeat or comma-separate)."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Depth bound per job."),
+    max_states: Optional[int] = typer.Option(None, "--max-states",
+                                             help="State bound per job (default 50000; 0: none)."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Processes (default min(2, CPUs))."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write JSON to FILE ('-': stdout)."),
+    html_out: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML page."),
+    save_traces: Optional[str] = typer.Option(None, "--save-traces",
+                                              help="Write each counterexample as a scenario file in DIR."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when a property is violated."),
+) -> int:
+    """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
+    from memtypes.check import registry, runner
+    from memtypes.check.kernels import parse_kernel
+    from memtypes.check.play import save_traces as write_traces
+    from memtypes.report import html as rhtml
+    from memtypes.report import jsondoc, text
+    from memtypes.scenario.file import write_atomic
+
+    fams = registry.families()
+    if family is not None:
+        fams = [registry.family(family, available=fams)]
+    era = None
+    if kernel is not None:
+        era, kv = parse_kernel(kernel)
+        if kv is not None:
+            if variant is not None and variant != kv:
+                raise InputError(f"--variant {variant} contradicts --kernel {kernel}",
+                                 where="--variant", expected=kv)
+            variant = kv
+    if variant is not None and variant != "mainline":
+        known = sorted({v for f in fams for v in f.variants})
+        if variant not in known:
+            raise InputError(f"unknown variant '{variant}'", where="--variant",
+                             expected="mainline" + "".join(f", {v}" for v in known))
+    props = _props(prop)
+    _nonneg(max_depth, "--max-depth")
+    _nonneg(max_states, "--max-states")
+    if workers is not None and workers < 1:
+        raise InputError(f"'{workers}' workers", where="--workers", expected="an integer >= 1")
+    for opt, val in (("--json", json_out), ("--html", html_out)):
+        if val and val != "-" and Path(val).is_dir():
+            raise InputError("is a directory", where=opt, expected="a file path")
+    if save_traces and Path(save_traces).exists() and not Path(save_traces).is_dir():
+        raise InputError("not a directory", where="--save-traces", expected="a directory")
+    if not fams:
+        raise InputError("no families are installed", where="memtypes check")
+
+    progress = _Progress()
+    try:
+        matrix = runner.run_matrix(
+            fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
+            max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
+            workers=workers, progress=progress)
+    finally:
+        progress.stop()
+    matrix.stats["missing_families"] = registry.missing_families() if family is None else []
+    if not matrix.jobs:
+        raise InputError("no family models this selection", where="--kernel/--variant",
+                         expected="a kernel era and variant some family models")
+
+    if json_out != "-":
+        console = Console(width=None if sys.stdout.isatty() else 160)
+        text.render_check(console, matrix)
+    if json_out:
+        doc = jsondoc.dumps(jsondoc.check_doc(matrix))
+        if json_out == "-":
+            sys.stdout.write(doc)
+        else:
+            write_atomic(json_out, doc)
+    if html_out:
+        write_atomic(html_out, rhtml.render_check(matrix))
+    if save_traces:
+        paths = write_traces(matrix, save_traces)
+        if json_out != "-":
+            Console(stderr=True).print(f"saved {len(paths)} counterexample(s) in {save_traces}")
+    if strict and matrix.violations:
+        return 1
+    return 0

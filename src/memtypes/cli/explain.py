@@ -1,0 +1,126 @@
+"""``memtypes explain``: one memslot and one fault on one host and kernel, with the reasons.
+
+``memtypes explain --kernel VERSION[+VARIANT] --host PROFILE --backing KIND [--vm-mte]
+[--slot-flags log_dirty,readonly,gmem_only] [--remap KIND] [--fault read|write|exec] [--json]``
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from memtypes.cli.app import app
+from memtypes.errors import InputError
+from memtypes.hosts.profile import resolve
+from memtypes.linux import drivers
+from memtypes.linux.kvm import variants
+from memtypes.linux.kvm.eras import kernel
+from memtypes.linux.kvm.explain import FAULTS, SLOT_FLAGS, Explanation, explain
+
+HELP = f"""Explain the stage-2 mapping KVM arm64 gives one guest page, and why.
+
+\b
+Creates a memslot over a BACKING, optionally mmaps another KIND over its range afterwards
+(--remap), faults once (--fault), and reports: the memslot result (ok, or errno and rule P1-P7),
+the fault result (stage-2 NORMAL/NC/DEVICE and MemAttr, or the error and where it arose), the
+reasons with their kernel sources (UNVERIFIED marked), and the guest's effective memory type for
+each usual stage-1 choice.
+
+\b
+--kernel  VERSION (5.0 .. 7.1, e.g. 6.12, 6.17.3) or VERSION+VARIANT, VARIANT one of:
+          {", ".join(variants.names())}
+--backing / --remap KIND: {", ".join(drivers.KINDS)}
+--slot-flags: comma list of {", ".join(SLOT_FLAGS)}
+"""
+
+
+@app.command("explain", help=HELP, no_args_is_help=True)
+def explain_cmd(
+    kernel_spec: str = typer.Option(..., "--kernel", help="kernel version[+variant]"),
+    host: str = typer.Option(..., "--host", help="built-in host, YAML file, or fwb=1,dic=1,mte=0"),
+    backing: str = typer.Option(..., "--backing", help="backing KIND of the memslot"),
+    vm_mte: bool = typer.Option(False, "--vm-mte", help="enable KVM_CAP_ARM_MTE before any vCPU"),
+    slot_flags: Optional[str] = typer.Option(None, "--slot-flags", help="log_dirty,readonly,gmem_only"),
+    remap: Optional[str] = typer.Option(None, "--remap", help="mmap KIND over the slot after creating it"),
+    fault: str = typer.Option("read", "--fault", help="read | write | exec"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+) -> None:
+    k = kernel(kernel_spec)
+    prof = resolve(host)
+    if prof.arch != "arm64":
+        raise InputError(f"host '{prof.name}' is {prof.arch}, not arm64", where="--host",
+                         expected="an arm64 host profile")
+    drivers.check_kind(backing, where="--backing")
+    if remap is not None:
+        drivers.check_kind(remap, where="--remap")
+    if fault not in FAULTS:
+        raise InputError(f"unknown fault kind '{fault}'", where="--fault", expected=", ".join(FAULTS))
+    ex = explain(k, prof.features, backing, host_name=prof.name, vm_mte=vm_mte, slot_flags=slot_flags,
+                 remap=remap, fault=fault)
+    if as_json:
+        print(json.dumps(ex.as_dict(), indent=2, sort_keys=False))
+        return
+    render(ex)
+
+
+def _fault_text(d: dict) -> str:
+    r = d["result"]
+    if r == "map":
+        perms = "R" + ("W" if d["w"] else "") + ("X" if d["x"] else "")
+        cmo = ",".join(n for n in ("dclean", "iinval") if d["cmo"][n]) or "none"
+        mte = ", MTE tags sanitised" if d["mte_sanitised"] else ""
+        return (f"map {d['s2']} MemAttr 0b{d['memattr']:04b} (0x{d['memattr']:x}), {perms}, "
+                f"{d['size']}, CMO {cmo}{mte} [{d['where']}]")
+    if r == "skipped":
+        return f"no stage-2 mapping [{d['where']}]" if d["where"] else "skipped (no memslot)"
+    if r == "pabt":
+        return f"{d['errno']} -> guest prefetch abort [{d['where']}]"
+    if r == "sigbus":
+        return f"SIGBUS to the VMM [{d['where']}]"
+    if r == "retry":
+        return f"retry (guest re-faults) [{d['where']}]"
+    return f"{d['errno']} from KVM_RUN [{d['where']}]"
+
+
+def render(ex: Explanation) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False, soft_wrap=False, markup=False, emoji=False, width=120)
+    d = ex.as_dict()
+    kd = d["kernel"]
+    var = "" if kd["variant"] == "mainline" else f" + {kd['variant']}"
+    feats = ",".join(k for k, v in d["host"]["features"].items() if v) or "none"
+    con.print(f"Kernel {kd['version']} (era {kd['era']}{var}); host {ex.host_name} ({feats}); "
+              f"backing {ex.backing}" + (f", remapped to {ex.remap}" if ex.remap else ""))
+    t = Table(show_header=True, title=None)
+    t.add_column("step")
+    t.add_column("result")
+    if ex.vm_mte:
+        t.add_row("KVM_ENABLE_CAP(KVM_CAP_ARM_MTE)", "ok" if ex.vm_mte[0] == "ok" else ex.vm_mte[1])
+    ms = d["memslot"]
+    if ms["result"] == "ok":
+        pre = ex.memslot.premapped if ex.memslot is not None else None
+        t.add_row("KVM_SET_USER_MEMORY_REGION",
+                  f"ok; PFNMAP pre-mapped {pre.s2} at creation (P0)" if pre is not None else "ok")
+    elif ms["result"] == "n/a":
+        t.add_row("KVM_SET_USER_MEMORY_REGION", f"n/a ({ex.memslot_na})")
+    else:
+        t.add_row("KVM_SET_USER_MEMORY_REGION", f"{ms['errno']} (rule {ms['rule']})")
+    if ex.remap:
+        t.add_row(f"mmap {ex.remap} over the slot", "ok (MMU notifiers unmap stage 2)")
+    t.add_row(f"guest {ex.fault_kind} fault", _fault_text(d["fault"]))
+    con.print(t)
+    if ex.guest:
+        g = Table(show_header=True)
+        g.add_column("guest stage 1")
+        g.add_column("effective type")
+        for s1, label in ex.guest:
+            g.add_row(s1, label)
+        con.print(g)
+    con.print("Reasons:")
+    for r in ex.reasons:
+        con.print(f"  {r.rule}: {r.text} ({r.source})" + (" [UNVERIFIED]" if r.unverified else ""),
+                  soft_wrap=True)

@@ -1,0 +1,125 @@
+"""Small synthetic models with known answers, for tests and for ``memtypes bench``.
+
+* :class:`Counters`: ``n`` counters, each ``0..k``; an action increments one counter.  It has
+  exactly ``(k+1)**n`` states and depth ``n*k`` (the peers.md benchmark model, 8 counters 0..3).
+* :class:`Graph`: an explicit directed graph (adjacency lists) with "bad" and "goal" nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from memtypes.explore.model import Action, Property
+
+
+class Counters:
+    """``n`` counters in ``0..k``.  ``bad``: an always-property "sum-below" violated when the sum
+    of the counters reaches ``bad`` (shortest counterexample: ``bad`` steps).  ``goal``: a
+    sometimes-target "all-max" (reached after ``n*k`` steps)."""
+
+    def __init__(self, n: int = 8, k: int = 3, bad: int | None = None):
+        self.name = f"counters-{n}x{k}"
+        self.n, self.k, self.bad = n, k, bad
+        self._acts = [Action("c", "inc", (("i", i),)) for i in range(n)]
+
+    def init_states(self) -> Sequence[tuple]:
+        return [(0,) * self.n]
+
+    def actions(self, s: tuple) -> Iterable[Action]:
+        k = self.k
+        return [a for i, a in enumerate(self._acts) if s[i] < k]
+
+    def next_state(self, s: tuple, a: Action) -> tuple | None:
+        i = a.args[0][1]
+        if s[i] >= self.k:
+            return None
+        return s[:i] + (s[i] + 1,) + s[i + 1:]
+
+    def successors(self, s: tuple):
+        k = self.k
+        for i, a in enumerate(self._acts):
+            v = s[i]
+            if v < k:
+                yield a, s[:i] + (v + 1,) + s[i + 1:]
+
+    def next_states(self, s: tuple) -> list:
+        # Same order as ``successors``; one list mutated in place is the cheapest splice.
+        k = self.k
+        cur = list(s)
+        out = []
+        for i, v in enumerate(s):
+            if v < k:
+                cur[i] = v + 1
+                out.append(tuple(cur))
+                cur[i] = v
+        return out
+
+    def properties(self) -> Sequence[Property]:
+        props = []
+        if self.bad is not None:
+            bad = self.bad
+            props.append(Property("sum-below", "always", lambda s: sum(s) < bad))
+        top = self.k * self.n
+        props.append(Property("all-max", "sometimes", lambda s: sum(s) == top))
+        return props
+
+
+class Graph:
+    """An explicit graph: ``edges[u]`` lists the successors of node ``u`` (ints).  ``bad`` nodes
+    violate the always-property "not-bad"; ``goal`` nodes satisfy the sometimes-target "goal"."""
+
+    def __init__(self, edges: dict[int, Sequence[int]], inits: Sequence[int],
+                 bad: Iterable[int] = (), goal: Iterable[int] = ()):
+        self.name = "graph"
+        self.edges = {u: list(vs) for u, vs in edges.items()}
+        self.inits = list(inits)
+        self.bad, self.goal = frozenset(bad), frozenset(goal)
+
+    def init_states(self) -> Sequence[int]:
+        return self.inits
+
+    def actions(self, s: int) -> Iterable[Action]:
+        return [Action("g", "go", (("to", v),)) for v in dict.fromkeys(self.edges.get(s, ()))]
+
+    def next_state(self, s: int, a: Action) -> int | None:
+        v = a.args[0][1]
+        return None if v == s else v
+
+    def properties(self) -> Sequence[Property]:
+        bad, goal = self.bad, self.goal
+        return [Property("not-bad", "always", lambda s: s not in bad),
+                Property("goal", "sometimes", lambda s: s in goal)]
+
+
+class Lock:
+    """A broken test-and-set lock for ``n`` threads: each thread reads the lock word (``pc`` 0->1),
+    then, if it read "free", takes it (1->2, without re-checking), then releases (2->0).  The
+    always-property "mutex" (at most one thread in pc 2) fails after exactly 4 steps."""
+
+    def __init__(self, n: int = 2):
+        self.name = f"lock-{n}"
+        self.n = n
+
+    def init_states(self):
+        return [((0,) * self.n, 0)]  # (pcs, lock word)
+
+    def actions(self, s):
+        pcs, _ = s
+        return [Action(f"t{i}", ("read", "take", "release")[pc]) for i, pc in enumerate(pcs)]
+
+    def next_state(self, s, a):
+        pcs, lock = s
+        i = int(a.actor[1:])
+        pc = pcs[i]
+        if pc == 0:
+            if lock:
+                return None  # spin: no change
+            return pcs[:i] + (1,) + pcs[i + 1:], lock
+        if pc == 1:
+            return pcs[:i] + (2,) + pcs[i + 1:], 1
+        return pcs[:i] + (0,) + pcs[i + 1:], 0
+
+    def properties(self):
+        return [Property("mutex", "always", lambda s: s[0].count(2) <= 1),
+                Property("someone-in", "sometimes", lambda s: 2 in s[0]),
+                Property("never", "sometimes", lambda s: False)]

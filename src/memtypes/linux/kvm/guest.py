@@ -1,0 +1,38 @@
+"""arch/arm64/kvm/guest.c ``kvm_vm_ioctl_mte_copy_tags()``: KVM_ARM_MTE_COPY_TAGS, the VMM's way
+to save and restore a guest's allocation tags (reference/kernel-kvm.md section 4; TV30, TV31)."""
+
+from __future__ import annotations
+
+from memtypes.arch.reason import Reason
+from memtypes.linux.kvm.eras import Rules
+from memtypes.linux.kvm.kvm_host import EBUSY, EFAULT, EINVAL, Vm
+
+KVM_ARM_MTE_COPY_TAGS = 0xB4        # _IOR(KVMIO, 0xb4, struct kvm_arm_copy_mte_tags)
+KVM_ARM_TAGS_TO_GUEST = 0
+KVM_ARM_TAGS_FROM_GUEST = 1
+
+_SRC = "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() (S-guest)"
+R_NOIOCTL = Reason("kvm/mte_copy_tags/absent", "KVM/arm64 updates for 5.14 (M-mte)",
+                   "KVM_ARM_MTE_COPY_TAGS does not exist in this kernel: -EINVAL (ENOTTY-like)")
+R_EINVAL = Reason("kvm/mte_copy_tags/einval", _SRC,
+                  "no MTE on the VM, reserved/flags invalid, ipa or length not page-aligned: -EINVAL")
+R_EBUSY = Reason("kvm/mte_copy_tags/ebusy", f"{_SRC}; kvmarm mmu-misc-6.12",
+                 "writing tags (TO_GUEST) while a memslot logs dirty pages: -EBUSY (6.12+)")
+R_EFAULT = Reason("kvm/mte_copy_tags/efault", _SRC, "missing or ZONE_DEVICE (offline) page: -EFAULT")
+R_OK_FROM = Reason("kvm/mte_copy_tags/from-guest", _SRC,
+                   "FROM_GUEST: tags copied out (zeros for a page not yet tagged)")
+R_OK_TO = Reason("kvm/mte_copy_tags/to-guest", _SRC, "TO_GUEST: tags written, page marked PG_mte_tagged")
+
+
+def mte_copy_tags(rules: Rules, vm: Vm, *, to_guest: bool, logging: bool = False, aligned: bool = True,
+                  page_online: bool = True) -> tuple[str | None, Reason]:
+    """Result of KVM_ARM_MTE_COPY_TAGS: (errno or None, reason)."""
+    if not rules.mte_copy_tags:
+        return EINVAL, R_NOIOCTL
+    if not vm.mte or not aligned:
+        return EINVAL, R_EINVAL
+    if to_guest and logging and rules.copy_tags_ebusy:
+        return EBUSY, R_EBUSY
+    if not page_online:
+        return EFAULT, R_EFAULT
+    return None, (R_OK_TO if to_guest else R_OK_FROM)

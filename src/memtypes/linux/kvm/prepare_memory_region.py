@@ -1,0 +1,134 @@
+"""``kvm_arch_prepare_memory_region()``: the memslot rejection rules P0-P7.
+
+Read top to bottom like arch/arm64/kvm/mmu.c.  The rules apply to CREATE, MOVE and FLAGS_ONLY;
+DELETE returns 0 early (except pKVM's P6).  The VMA walk visits every VMA intersecting the slot's
+userspace range (``find_vma_intersection``), skips holes, and stops at the first failing VMA;
+inside it P3/P3' runs before the PFNMAP block (P2, then P4).  reference/kernel-kvm.md section 3.
+
+| rule | errno | versions |
+|------|-------|----------|
+| P1 IPA limit | -EFAULT | all |
+| P2 PFNMAP + dirty logging | -EINVAL | all |
+| P3 MTE VM + VM_SHARED | -EINVAL | 5.14-6.1 |
+| P3' MTE VM + no VM_MTE_ALLOWED | -EINVAL | 6.2+ |
+| P4 cacheable PFNMAP without FWB && DIC | -EINVAL | 6.17+ |
+| P5 gmem slot that is not gmem-only | -EINVAL | 6.18+ (before: gmem slots refused, errno UNVERIFIED) |
+| P6 pKVM DELETE/MOVE after the hyp VM exists | -EPERM | 7.1 |
+| P7 pKVM slot flags LOG_DIRTY/READONLY | -EPERM | 7.1 |
+| P0 PFNMAP pre-mapped Device at creation | (map errno) | <=5.13 |
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from memtypes.arch.features import Features
+from memtypes.arch.reason import Reason
+
+from memtypes.linux.kvm import eras
+from memtypes.linux.kvm.eras import Rules
+from memtypes.linux.kvm.kvm_host import (
+    EFAULT, EINVAL, EPERM, KVM_MEM_ENABLE_CACHEABLE_PFNMAP, KVM_MR_CREATE, KVM_MR_DELETE, KVM_MR_MOVE,
+    MemslotResult, Slot, Vm,
+)
+from memtypes.linux.kvm.phys_addr_ioremap import kvm_phys_addr_ioremap
+from memtypes.linux.mm import Vma
+
+_SRC = "arch/arm64/kvm/mmu.c kvm_arch_prepare_memory_region()"
+
+R_OK = Reason("kvm/prepare_memory_region/ok", _SRC, "memslot accepted")
+R_DELETE = Reason("kvm/prepare_memory_region/delete", _SRC, "DELETE: nothing to check, 0")
+R_P1 = Reason("kvm/prepare_memory_region/P1", f"{_SRC} (S-5.8 '>=', S-6.x '>')",
+              "slot end beyond the VM's IPA size: -EFAULT (when '>=' became '>' is unknown)", unverified=True)
+R_P2 = Reason("kvm/prepare_memory_region/P2", _SRC,
+              "VM_PFNMAP VMA in a slot with KVM_MEM_LOG_DIRTY_PAGES: -EINVAL")
+R_P3 = Reason("kvm/prepare_memory_region/P3", f"{_SRC} v5.14 (M-mte)",
+              "5.14-6.1: MTE VM and a VM_SHARED VMA: -EINVAL")
+R_P3P = Reason("kvm/prepare_memory_region/P3'", f"{_SRC} kvm_vma_mte_allowed() v6.2+ (M-mte62; M-aneesh "
+               "not merged)", "MTE VM and a VMA without VM_MTE_ALLOWED (PFNMAP included): -EINVAL")
+R_P4 = Reason("kvm/prepare_memory_region/P4", f"{_SRC} v6.17 kvm_supports_cacheable_pfnmap() (M-cpfn)",
+              "cacheable VM_PFNMAP VMA and the host lacks FWB && DIC: -EINVAL")
+R_P4_FLAG = Reason("kvm/prepare_memory_region/P4-flag", "variant cpfn-memslot-flag (M-cpfn v4-v6)",
+                   "KVM_MEM_ENABLE_CACHEABLE_PFNMAP on a host without FWB && DIC: -EINVAL", unverified=True)
+R_P5 = Reason("kvm/prepare_memory_region/P5", f"{_SRC} v6.18 (M-gmem)",
+              "guest_memfd slot that is not gmem-only (private-only memory; no CoCo VMs on arm64): -EINVAL")
+R_P5_OLD = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_main.c check_memory_region_flags()",
+                  "before 6.18 arm64 does not accept KVM_MEM_GUEST_MEMFD (errno assumed -EINVAL)",
+                  unverified=True)
+R_P6 = Reason("kvm/prepare_memory_region/P6", f"{_SRC} 7.1 (S-7.1)",
+              "protected VM: DELETE or MOVE after the hyp VM exists: -EPERM", unverified=True)
+R_P7 = Reason("kvm/prepare_memory_region/P7", f"{_SRC} 7.1 (S-7.1)",
+              "protected VM: LOG_DIRTY_PAGES or READONLY slot flags: -EPERM (order vs P1/P5 assumed)",
+              unverified=True)
+R_HOLES = Reason("kvm/prepare_memory_region/holes", f"{_SRC} find_vma_intersection()",
+                 "holes are skipped; a slot with no VMA at all passes")
+
+
+def _fail(errno: str, rule: str, rs: list) -> MemslotResult:
+    return MemslotResult(False, errno, rule, reasons=tuple(rs))
+
+
+@lru_cache(maxsize=65536)
+def kvm_arch_prepare_memory_region(rules: Rules, host: Features, vm: Vm, change: str, slot: Slot,
+                                   vmas: tuple[Vma | None, ...]) -> MemslotResult:
+    """Accept or reject a memslot change.  ``vmas``: the VMAs over the slot's userspace range in
+    address order (None = a hole)."""
+    rs: list[Reason] = []
+    if rules.pkvm_memslot_rules and vm.protected and vm.hyp_vm_exists and change in (KVM_MR_DELETE, KVM_MR_MOVE):
+        rs.append(R_P6)
+        return _fail(EPERM, "P6", rs)
+    if change == KVM_MR_DELETE:
+        rs.append(R_DELETE)
+        return MemslotResult(True, reasons=tuple(rs))
+    if rules.pkvm_memslot_rules and vm.protected and (slot.log_dirty or slot.readonly):
+        rs.append(R_P7)
+        return _fail(EPERM, "P7", rs)
+    end = slot.base_gfn + slot.npages
+    limit = 1 << (vm.ipa_bits - 12)
+    if (end >= limit) if rules.ipa_limit_ge else (end > limit):
+        rs.append(R_P1)
+        return _fail(EFAULT, "P1", rs)
+    if slot.gmem:
+        if not rules.gmem_slots:
+            rs.append(R_P5_OLD)
+            return _fail(EINVAL, "P5", rs)
+        if not slot.gmem_only:
+            rs.append(R_P5)
+            return _fail(EINVAL, "P5", rs)
+    if rules.cpfn_slot_flag and slot.flags & KVM_MEM_ENABLE_CACHEABLE_PFNMAP and not (host.fwb and host.dic):
+        rs.append(R_P4_FLAG)
+        return _fail(EINVAL, "P4", rs)
+
+    premapped = None
+    for vma in vmas:
+        if vma is None:
+            rs.append(R_HOLES)
+            continue
+        if vm.mte:
+            if rules.mte_memslot_rule == eras.MTE_SLOT_SHARED and vma.shared:
+                rs.append(R_P3)
+                return _fail(EINVAL, "P3", rs)
+            if rules.mte_memslot_rule == eras.MTE_SLOT_ALLOWED and not vma.mte_allowed:
+                rs.append(R_P3P)
+                return _fail(EINVAL, "P3'", rs)
+        if not vma.pfnmap:
+            continue
+        if slot.log_dirty:
+            rs.append(R_P2)
+            return _fail(EINVAL, "P2", rs)
+        if (rules.cpfn_memslot_check and not rules.cpfn_slot_flag and vma.cacheable
+                and not (host.fwb and host.dic)):
+            rs.append(R_P4)
+            return _fail(EINVAL, "P4", rs)
+        if rules.eager_pfnmap_map and premapped is None:
+            premapped = kvm_phys_addr_ioremap(rules, host, not slot.readonly, True)
+    rs.append(R_OK)
+    return MemslotResult(True, premapped=premapped, reasons=tuple(rs))
+
+
+def prepare_memory_region(rules: Rules, host: Features, vm: Vm, slot: Slot, vmas: tuple[Vma | None, ...],
+                          change: str = KVM_MR_CREATE) -> MemslotResult:
+    """Convenience wrapper with the change type last (default CREATE)."""
+    return kvm_arch_prepare_memory_region(rules, host, vm, change, slot, vmas)
+
+

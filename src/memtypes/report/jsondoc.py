@@ -1,0 +1,33 @@
+"""JSON renderings: deterministic (results in plan order: family, kernel era, variant,
+catalogue order; no timings inside ``results``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def check_doc(matrix) -> dict[str, Any]:
+    from memtypes.check import properties as catalogue
+    return {
+        "results": [r.as_dict() for r in matrix.results],
+        "properties": [catalogue.get(p).as_dict() for p in matrix.properties],
+        "stats": matrix.stats,
+    }
+
+
+def run_doc(rep) -> dict[str, Any]:
+    s = rep.scenario
+    return {
+        "scenario": s.path, "family": rep.extra.get("family", s.family),
+        "kernel": rep.extra.get("kernel", s.kernel),
+        "variant": rep.extra.get("variant", s.variant or "mainline"),
+        "init": s.init, "init_violated": rep.init_broken, "init_reached": rep.init_reached,
+        "steps": [o.as_dict() for o in rep.steps],
+        "violated": dict(rep.violated), "reached": dict(rep.reached),
+        "unreached": list(rep.unreached), "final_state": rep.final_state,
+    }
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
