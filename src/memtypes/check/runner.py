@@ -32,7 +32,7 @@ from memtypes.check.kernels import kernel_order
 from memtypes.errors import InputError
 from memtypes.explore.model import Action
 
-DEFAULT_MAX_STATES = 50_000
+DEFAULT_MAX_STATES = 20_000
 """Per-job state bound of the default run (keeps ``memtypes check`` under a minute on 2 cores);
 ``max_states=0`` lifts it."""
 DEFAULT_MAX_DEPTH: int | None = None

@@ -73,7 +73,7 @@ def check(
                                              help="Only these properties (repeat or comma-separate)."),
     max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Depth bound per job."),
     max_states: Optional[int] = typer.Option(None, "--max-states",
-                                             help="State bound per job (default 50000; 0: none)."),
+                                             help="State bound per job (default 20000; 0: none)."),
     workers: Optional[int] = typer.Option(None, "--workers",
                                           help="Processes (default min(2, CPUs))."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write JSON to FILE ('-': stdout)."),

@@ -65,12 +65,13 @@ def explain_cmd(
     render(ex)
 
 
-def _fault_text(d: dict) -> str:
+def _fault_text(d: dict, vm_mte: bool = False) -> str:
     r = d["result"]
     if r == "map":
         perms = "R" + ("W" if d["w"] else "") + ("X" if d["x"] else "")
         cmo = ",".join(n for n in ("dclean", "iinval") if d["cmo"][n]) or "none"
-        mte = ", MTE tags sanitised" if d["mte_sanitised"] else ""
+        mte = (", MTE tags sanitised" if d["mte_sanitised"]
+               else ", MTE tags NOT sanitised" if vm_mte and d["s2"] == "NORMAL" else "")
         return (f"map {d['s2']} MemAttr 0b{d['memattr']:04b} (0x{d['memattr']:x}), {perms}, "
                 f"{d['size']}, CMO {cmo}{mte} [{d['where']}]")
     if r == "skipped":
@@ -111,7 +112,8 @@ def render(ex: Explanation) -> None:
         t.add_row("KVM_SET_USER_MEMORY_REGION", f"{ms['errno']} (rule {ms['rule']})")
     if ex.remap:
         t.add_row(f"mmap {ex.remap} over the slot", "ok (MMU notifiers unmap stage 2)")
-    t.add_row(f"guest {ex.fault_kind} fault", _fault_text(d["fault"]))
+    vm_mte = bool(ex.vm_mte and ex.vm_mte[0] == "ok")
+    t.add_row(f"guest {ex.fault_kind} fault", _fault_text(d["fault"], vm_mte))
     con.print(t)
     if ex.guest:
         g = Table(show_header=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from array import array
-from typing import Any, Callable
+from typing import Callable
 
 from memtypes.explore.search import (ExploreResult, _rebuild, _split_props, next_states_fn,
                                      stable_fingerprint)

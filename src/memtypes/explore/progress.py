@@ -24,6 +24,7 @@ class RichProgress:
         self.label = label
         self.delay = delay
         self.file = file if file is not None else sys.stderr
+        self.force = force
         self.enabled = force or bool(getattr(self.file, "isatty", lambda: False)())
         self._t0 = time.monotonic()
         self._live = None
@@ -47,7 +48,8 @@ class RichProgress:
         if self._live is None:
             from rich.console import Console
             from rich.live import Live
-            self._live = Live("", console=Console(file=self.file), transient=True,
+            self._live = Live("", console=Console(file=self.file, force_terminal=self.force or None),
+                             transient=True,
                               refresh_per_second=10)
             self._live.start()
         self._live.update(self._text(states, depth, frontier))

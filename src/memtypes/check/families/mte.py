@@ -34,6 +34,7 @@ from memtypes.check.families.passthrough import applies as _pt_applies
 from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
 from memtypes.linux.kvm import variants as kvm_variants
+from memtypes.linux.kvm.kvm_host import Vm
 from memtypes.linux.kvm.guest import mte_copy_tags
 from memtypes.linux.kvm.prepare_memory_region import kvm_arch_prepare_memory_region
 
@@ -121,6 +122,24 @@ class MteModel(KvmModel):
         out = super()._sometimes()
         out.append(Property("restore-happened", "sometimes", lambda s: s[6]))
         return out
+
+    def describe(self, state, action, next_state) -> str:
+        rules = self.rules
+        if action.name in ("save", "restore"):
+            if not action.arg("with_tags"):
+                return "memory only, no tags" + ("; fresh pages keep stale tags until sanitised"
+                                                 if action.name == "restore" else "")
+            if not rules.mte_copy_tags:
+                return ("no KVM_ARM_MTE_COPY_TAGS in this kernel: the VMM "
+                        + ("read the tags through its own non-PROT_MTE mapping (read as zero)"
+                           if action.name == "save" else "wrote the tags through its own mapping (ignored)"))
+            vm = Vm(mte=state[1], created_vcpus=int(state[2]))
+            slot = state[4][action.arg("slot")]
+            err, why = mte_copy_tags(rules, vm, to_guest=action.name == "restore", logging=slot[1] == "L")
+            return f"KVM_ARM_MTE_COPY_TAGS {'TO' if action.name == 'restore' else 'FROM'}_GUEST: {why.text}"
+        if action.name == "set_logging":
+            return "KVM_SET_USER_MEMORY_REGION (flags only): dirty logging " + ("on" if action.arg("on") else "off")
+        return super().describe(state, action, next_state)
 
     def format_state(self, state) -> str:
         saved, restored = state[5], state[6]
