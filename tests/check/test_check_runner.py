@@ -144,3 +144,23 @@ def test_registry():
         registry.family("nope")
     assert "unknown family" in str(e.value)
     assert registry.family("toy", available=[FAM]) is FAM
+
+
+def test_renderings_without_describe(tmp_path):
+    from rich.console import Console
+
+    from memtypes.check import play
+    from memtypes.report import html, text
+    m = run_matrix([toyfam.PLAIN_FAMILY, FAM], workers=1, kernel="6.9")
+    assert [j.job.family for j in m.jobs] == ["toy-plain", "toy", "toy"]
+    r = m.results[0]
+    assert r.verdict == "violated" and "describe" not in r.trace[0]
+    page = html.render_check(m)
+    assert "toy-plain" in page and "violated(2)" in page
+    con = Console(width=160, record=True, file=open("/dev/null", "w"))
+    text.render_check(con, m)
+    out = con.export_text()
+    assert "toy-plain: mmio-never-cacheable violated on 6.9" in out
+    paths = play.save_traces(m, tmp_path)
+    rep = play.run_file(paths[0], [toyfam.PLAIN_FAMILY])
+    assert rep.violated == {"mmio-never-cacheable": 2} and rep.final_state is None

@@ -85,3 +85,20 @@ FAMILY = Family(
                 "coherency-reported"),
     applies=applies,
 )
+
+
+class PlainModel(ToyModel):
+    """The toy model without ``describe``/``format_state`` (both are optional)."""
+
+    describe = None
+    format_state = None
+
+
+def build_plain(kernel, variant, params):
+    return PlainModel(kernel, variant, params)
+
+
+PLAIN_FAMILY = Family(
+    name="toy-plain", description="the toy family without describe", build=build_plain,
+    default_params={"xmax": 3, "ymax": 2}, kernels=("6.9",),
+    properties=("mmio-never-cacheable", "nc-only-where-allowed"))

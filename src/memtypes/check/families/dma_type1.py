@@ -41,8 +41,9 @@ class DmaModel:
     """An explore Model over a DMA backend state; actions are a fixed alphabet filtered by guards.
     ``alphabet``: ``[(Action, op tuple, guard(state) -> bool), ...]`` in a deterministic order."""
 
-    def __init__(self, name, env, init, alphabet, props):
+    def __init__(self, name, env, init, alphabet, props, canon=None):
         self.name = name
+        self._canon = canon
         self.env = env
         self._init = init
         self._alphabet = alphabet
@@ -57,13 +58,18 @@ class DmaModel:
 
     def next_state(self, s, a: Action):
         ns, _ev = apply(self.env, s, self._ops[a])
+        if self._canon is not None:
+            ns = self._canon(ns)
         return None if ns == s else ns
 
     def successors(self, s):
         env = self.env
+        canon = self._canon
         for a, op, g in self._alphabet:
             if g(s):
                 ns, _ev = apply(env, s, op)
+                if canon is not None:
+                    ns = canon(ns)
                 if ns != s:
                     yield a, ns
 
