@@ -2,13 +2,18 @@
 sub-slices sharing one pages object, injected failures, CPU caches and a non-snooping device
 (kernel-vfio.md sections 4, 1.6, 1.8, 6; TV20-TV23, TV27).
 
-Alphabet: IOASes ``A`` and ``B``; devices ``hcc`` (IOMMU_CAP_ENFORCE_CACHE_COHERENCY: CC hwpt) and
-``hnc`` (NC hwpt), each allocatable on either IOAS and destroyable; ``hcc`` on ``A`` also with an
-injected ``iopt_table_add_domain`` failure (TV27); IOAS_MAP of one pages object over ``P0,P1`` at
-IOVA 0 of ``A`` (also with an injected iommu_map failure) and its unmap; IOAS_COPY of each page
-of that area into ``B`` (two sub-slices of the same pages object, TV22) and their unmaps; guest CPU
-read/write of pinned pages, device reads (both), non-snooped writes (``hnc``), evictions, host
-reads of unpinned pages (reuse), KVM-VFIO FILE_ADD of ``hnc``.
+Alphabet: IOASes ``A`` and ``B``; devices ``hcc`` (IOMMU_CAP_ENFORCE_CACHE_COHERENCY: a CC hwpt)
+and ``hnc`` (an NC hwpt).  ``hcc`` is allocated on ``A`` (TV22's coherent IOAS) and ``hnc`` on
+``B``; ``hcc`` can also be allocated on ``B`` with an injected ``iopt_table_add_domain`` failure
+(TV27 played on ``B``: the failed CC add underflows B's v1 counter, then ``hnc`` joins ``B``
+unflushed).  With ``destroy``, ``hnc`` can be destroyed (off by default because it quadruples the
+v1 space; pages are then unpinned by IOAS_UNMAP).  There is one IOAS_MAP of a pages object over
+``P0,P1`` at IOVA 0 of ``A`` (with ``map_fail``, also an injected iommu_map failure) and its unmap,
+an IOAS_COPY of each page of that area into ``B`` (two sub-slices of the same pages object, TV22),
+and the unmap of ``B``.  Devices: non-snooped reads by ``hnc`` at both IOVAs (snooped ``hcc``
+reads with ``cc_reads``).  On the data pages (``P1`` only by default, to keep the space small):
+guest CPU read (and write with ``guest_write``), non-snooped writes by ``hnc``, evictions, and
+host reads once unpinned (reuse).  The KVM-VFIO FILE_ADD of ``hnc`` happens at start.
 
 Kernels: iommufd and the device-capability answer of ``vfio_file_enforced_coherent`` both date
 from v6.2, so ``6.2`` (first iommufd era) and ``6.9`` (the series' base) are checked; the model's
@@ -34,6 +39,10 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     gw = bool(params.get("guest_write", False))
+    map_fail = bool(params.get("map_fail", False))
+    cc_reads = bool(params.get("cc_reads", False))
+    destroy = bool(params.get("destroy", False))
+    data = tuple(int(p) for p in params.get("data_pages", (1,)))
     env = make_env(variant_name(variant), kernel, npages=2,
                    groups=(Group("hcc", nc=False), Group("hnc", nc=True)))
     s0 = iommufd.initial(env, ("A", "B"))
@@ -53,19 +62,22 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
                 return any(ar[0] <= iova < ar[0] + ar[3] for ar in x[1])
         return False
 
-    for io, h in (("A", "hcc"), ("A", "hnc"), ("B", "hnc")):
+    for io, h in (("A", "hcc"), ("B", "hnc")):
         add(act("iommufd", "hwpt_alloc", ioas=io, dev=h), ("hwpt_alloc", io, h),
             lambda s, h=h: iommufd.hwpt_of(s, h) is None)
     if fail:
-        add(act("iommufd", "hwpt_alloc", ioas="A", dev="hcc", fail="add_domain"),
-            ("hwpt_alloc", "A", "hcc", {"fail": True}),
-            lambda s: iommufd.hwpt_of(s, "hcc") is None)
-    for h in H:
-        add(act("iommufd", "hwpt_destroy", dev=h), ("hwpt_destroy", h),
-            lambda s, h=h: iommufd.hwpt_of(s, h) is not None)
+        add(act("iommufd", "hwpt_alloc", ioas="B", dev="hcc", fail="add_domain"),
+            ("hwpt_alloc", "B", "hcc", {"fail": True}),
+            # bound: only on an IOAS without domains and a zero counter (the TV27 setting), so
+            # the v1 counter wraps once instead of walking down
+            lambda s: iommufd.hwpt_of(s, "hcc") is None and not s.ioas[1][2]
+            and s.ioas[1][3] == 0)
+    if destroy:
+        add(act("iommufd", "hwpt_destroy", dev="hnc"), ("hwpt_destroy", "hnc"),
+            lambda s: iommufd.hwpt_of(s, "hnc") is not None)
     add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2), ("ioas_map", "A", 0, 0, 2),
         lambda s: not has_area(s, "A", 0))
-    if fail:
+    if map_fail:
         add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2, fail="iommu_map"),
             ("ioas_map", "A", 0, 0, 2, {"fail": True}),
             lambda s: not has_area(s, "A", 0) and bool(s.ioas[0][2]))
@@ -75,28 +87,29 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         add(act("iommufd", "ioas_copy", src="A", src_iova=i, pages=1, dst="B", dst_iova=i),
             ("ioas_copy", "A", i, 1, "B", i),
             lambda s, i=i: has_area(s, "A", i) and not has_area(s, "B", i))
-        add(act("iommufd", "ioas_unmap", ioas="B", iova=i, pages=1), ("ioas_unmap", "B", i, 1),
-            lambda s, i=i: has_area(s, "B", i))
-    for p in (0, 1):
+    add(act("iommufd", "ioas_unmap", ioas="B", iova=0, pages=2), ("ioas_unmap", "B", 0, 2),
+        lambda s: bool(s.ioas[1][1]))
+    for p in data:
         add(act("guest", "cpu_read", page=p), ("guest_read", p),
-            lambda s, p=p: iommufd.held(env, s)[p])
+            lambda s, p=p: iommufd.pinned(env, s)[p])
         if gw:
             add(act("guest", "cpu_write", page=p, value="G"), ("guest_write", p, "G"),
-                lambda s, p=p: iommufd.held(env, s)[p])
+                lambda s, p=p: iommufd.pinned(env, s)[p])
     for i in (0, 1):
-        for h in H:
+        for h in (H if cc_reads else ("hnc",)):
             add(act(h, "dev_read", iova=i), ("dev_read", h, i),
                 lambda s, h=h, i=i: iommufd.resolve(s, h, i) is not None)
+    for i in data:
         add(act("hnc", "dev_write", iova=i, value="B"), ("dev_write", "hnc", i, "B"),
             lambda s, i=i: iommufd.resolve(s, "hnc", i) is not None)
-    for p in (0, 1):
+    for p in data:
         add(act("host", "reuse_read", page=p), ("host_read", p),
-            lambda s, p=p: s.populated[p] and not iommufd.held(env, s)[p])
+            lambda s, p=p: s.populated[p] and not iommufd.pinned(env, s)[p])
         add(act("cpu", "evict", page=env.names[p]), ("evict", p),
             lambda s, p=p: s.lines[p][1] != "I")
 
     def stable(s) -> bool:
-        h = iommufd.held(env, s)
+        h = iommufd.pinned(env, s)
         for p, ln in enumerate(s.lines[:env.npages]):
             if not h[p] and ln[1] == "C" and ln[2] != ln[0]:
                 return False
@@ -121,7 +134,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
                  "KVM's non-coherent DMA registration matches the NC hwpts attached", SOURCE),
         Property("device-read-happened", "sometimes", lambda s: s.dev_read),
         Property("page-unpinned", "sometimes", lambda s: any(
-            pop and not h for pop, h in zip(s.populated, iommufd.held(env, s)))),
+            pop and not h for pop, h in zip(s.populated, iommufd.pinned(env, s)))),
         Property("nc-domain-attached", "sometimes", nc_attached),
     ]
     return DmaModel(f"dma-iommufd[{kernel},{variant}]", env, s0, alpha, props, canon=_canon)
@@ -137,7 +150,8 @@ FAMILY = Family(
     description="iommufd: CC and NC hwpts, IOAS_MAP/COPY (sub-slices)/UNMAP, hwpt add and "
                 "destroy, injected failures, CPU caches and a non-snooping device",
     build=build,
-    default_params={"fail": True, "kvm": True, "guest_write": False},
+    default_params={"fail": True, "map_fail": False, "kvm": True, "guest_write": False,
+                    "data_pages": [1], "cc_reads": False, "destroy": False},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),

@@ -102,7 +102,8 @@ class DmaModel:
 
     def format_state(self, s) -> str:
         env = self.env
-        mem = " ".join(f"{env.names[i]}[{cache.fmt(ln)}]" for i, ln in enumerate(s.lines))
+        lines = s.lines if hasattr(s, "pins") else s.lines[:env.npages]  # iommufd: no fgsp pages
+        mem = " ".join(f"{env.names[i]}[{cache.fmt(ln)}]" for i, ln in enumerate(lines))
         head = {f: getattr(s, f) for f in s._fields if f not in ("lines", "populated")}
         return f"{mem} " + " ".join(f"{k}={v}" for k, v in head.items())
 

@@ -14,8 +14,9 @@ State (:class:`Fd`, an immutable NamedTuple):
   32-bit counter that *can underflow*, TV27; reviewed: maintained in add/remove_domain);
 * ``kvm_files``/``kvm_nc``, ``dev_read``/``bad_read``/``unpinned`` as in type1.
 
-A physical page is pinned iff an area covering it lies in an IOAS with at least one hwpt
-(domains hold the pins; accesses are not modelled).  Hwpt ids are the device names (one device
+Each pages object pins its own span: ``(pid, page)`` is pinned iff an area of ``pid`` covering
+``page`` lies in an IOAS with at least one hwpt (domains hold the pins; in-kernel accesses are not
+modelled); a physical page is pinned while any pages object pins it.  Hwpt ids are the device names (one device
 per hwpt: IOMMU_HWPT_ALLOC for that device, then attach).
 """
 
@@ -76,15 +77,25 @@ def area_pages(s: Fd, area) -> tuple:
     return tuple(range(a, a + area[3]))
 
 
-def held(env: Env, s: Fd, ioas=None) -> list:
-    """Per user page: pinned (an area over it in an IOAS with a hwpt)."""
-    h = [False] * env.npages
+def held(env: Env, s: Fd, ioas=None) -> set:
+    """The pins: ``{(pid, page)}`` -- each pages object pins its own span (pin_user_pages per
+    iopt_pages), held while an area of it lies in an IOAS with at least one domain."""
+    h = set()
     for io in (s.ioas if ioas is None else ioas):
         if io[2]:
             for ar in io[1]:
+                pid = ar[1]
                 for p in area_pages(s, ar):
-                    h[p] = True
+                    h.add((pid, p))
     return h
+
+
+def pinned(env: Env, s: Fd) -> list:
+    """Per user page: pinned by at least one pages object."""
+    out = [False] * env.npages
+    for _pid, p in held(env, s):
+        out[p] = True
+    return out
 
 
 def hwpt_of(s: Fd, hid: str):
@@ -116,8 +127,8 @@ def _set_bit(pages: tuple, pid: int) -> tuple:
     return tuple((p[0], p[1], p[2], True) if p[0] == pid else p for p in pages)
 
 
-def _pin_new(env, lines, pop, was, now, pages_of_area, ev):
-    newly = tuple(p for p in pages_of_area if now[p] and not was[p])
+def _pin_new(env, lines, pop, was, now, pid, pages_of_area, ev):
+    newly = tuple(p for p in pages_of_area if (pid, p) in now and (pid, p) not in was)
     if newly:
         zero_fill(env, lines, pop, newly, ev)
 
@@ -150,13 +161,15 @@ def _batch_unpin(env: Env, s: Fd, pages: tuple, area, was, now, lines, ev) -> bo
     """batch_unpin for the span of ``area`` no longer held: v1/reviewed FLUSH it first when the
     pages bit is set (5/5; reviewed: sticky bit, Jason <20240521160442.GI20229@nvidia.com>).
     Returns whether something was unpinned."""
-    gone = tuple(p for p in area_pages(s._replace(pages=pages), area) if was[p] and not now[p])
+    pid = area[1]
+    gone = tuple(p for p in area_pages(s._replace(pages=pages), area)
+                 if (pid, p) in was and (pid, p) not in now)
     if not gone:
         return False
-    if env.variant and _pages(s._replace(pages=pages), area[1])[3]:
+    if env.variant and _pages(s._replace(pages=pages), pid)[3]:
         flush_pages(env, lines, gone, "F@batch_unpin", ev)
     for p in gone:
-        was[p] = False                        # an area sharing the span unpins it once
+        was.discard((pid, p))                 # an area sharing the span unpins it once
     return True
 
 
@@ -197,7 +210,7 @@ def hwpt_alloc(env: Env, s: Fd, ioas: str, hid: str, *, fail: bool = False):
     now = held(env, s, newio)
     pages = s.pages
     for ar in areas:
-        _pin_new(env, lines, pop, was, now, area_pages(s, ar), ev)
+        _pin_new(env, lines, pop, was, now, ar[1], area_pages(s, ar), ev)
         pages = _fill(env, s, pages, io, ar, nc, "F@fill_domain", lines, ev)
     return s._replace(lines=tuple(lines), populated=tuple(pop), pages=pages, ioas=newio), tuple(ev)
 
@@ -251,13 +264,13 @@ def _add_area(env: Env, s: Fd, i: int, area, pages: tuple, fail: bool, where: st
     was = held(env, s2)
     now = held(env, s2, newio)
     if hwpts:
-        _pin_new(env, lines, pop, was, now, area_pages(s2, area), ev)
+        _pin_new(env, lines, pop, was, now, area[1], area_pages(s2, area), ev)
         pages = _fill(env, s2, pages, io, area, any(h[1] for h in hwpts), "F@fill_domains",
                       lines, ev)
     if fail and hwpts:
         ev.append(("err", "EIO", f"{where}/iommu_map"))
         s3 = s2._replace(pages=pages)
-        un = _batch_unpin(env, s3, pages, area, list(now), was, lines, ev)
+        un = _batch_unpin(env, s3, pages, area, set(now), was, lines, ev)
         old = {q[0] for q in s.pages}        # a new pages object dies; a shared one keeps its bit
         keep = tuple(p for p in pages if p[0] in old)
         return s._replace(lines=tuple(lines), populated=tuple(pop), pages=keep,
