@@ -63,7 +63,10 @@ def test_notagaccess_only_on_tagged_s1():
 def test_fwb_0110_forces_wb(s1):
     c = combine(s1, 0b0110, fwb=True)
     assert c.type == "Normal" and c.inner.startswith("WB") and c.outer.startswith("WB")
-    assert c.cacheable and not c.forced_osh
+    # Normal WB is not normalised to OSH (R_PYFVQ) - except with stage 1 disabled, whose output
+    # is OSH (S1DisabledOutput) and OSH wins the combination (Table D8-103; arch.md 2.3, 3).
+    # (Was ``not c.forced_osh`` for every s1, which was wrong for s1=None.)
+    assert c.cacheable and c.forced_osh == (s1 is None)
 
 
 def test_fwb_force_wb_hints():

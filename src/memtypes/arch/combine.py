@@ -65,6 +65,12 @@ R_CD = Reason("D24.2.62/HCR_EL2.CD",
 R_OSH = Reason("D8.6.7/R_PYFVQ", "Arm ARM DDI 0487 M.a.a D8.6.2, D8.6.7, EffectiveShareability "
                "(R_PYFVQ, R_YHCTP)",
                "Device or Normal iNC oNC: Outer Shareable whatever the SH bits say")
+R_S1_OFF_OSH = Reason(
+    "D8.6.7/S1-disabled-OSH",
+    "Arm ARM DDI 0487 M.a.a AArch64.S1DisabledOutput (J1.1.4.54), S2CombineS1Shareability "
+    "(D8.6.7, Table D8-103)",
+    "stage 1 disabled: the stage-1 output is Outer Shareable and OSH wins the stage-2 "
+    "combination, so the result is Outer Shareable whatever the stage-2 SH bits say")
 R_UNPRED = Reason("D8.6.1/RESMAIR", "Arm ARM DDI 0487 M.a.a D24.2.127, K1.2.19",
                   "the stage-1 byte is UNPREDICTABLE, so the combined result is too")
 R_RESERVED = Reason("D8.6.3/reserved", "Arm ARM DDI 0487 M.a.a D8.6.5/D8.6.6, K1.2.19",
@@ -81,6 +87,9 @@ class Combined:
     value (``ok``/``needs:``).  ``inner``/``outer``: ``-`` for Device or no value, ``NC``, or
     ``<WT|WB>-<noalloc|WA|RA|RWA>-<T|NT>``.  ``attr``: the combined MAIR-style byte (PAR_EL1.ATTR
     style, EncodePARAttrs, without XS; Tagged 0xF0, Tagged+NoTagAccess 0xE0) or None.
+    ``forced_osh``: the result is Outer Shareable whatever the descriptor SH bits say - Device or
+    Normal iNC oNC (EffectiveShareability, R_PYFVQ), or stage 1 disabled (its output is OSH and
+    OSH wins S2CombineS1Shareability, Table D8-103; arch.md 2.3, 3).
     """
 
     s1: int | None
@@ -203,7 +212,8 @@ def forced_outer_shareable(device: bool, inner: Policy | None, outer: Policy | N
 
 def encode_par_attrs(device: int | None, inner: Policy | None, outer: Policy | None,
                      tagged: bool, nta: bool) -> int:
-    """The combined attributes as a MAIR-style byte (EncodePARAttrs, arch.md 4.4), without XS."""
+    """The combined attributes as a MAIR-style byte (pseudocode EncodePARAttrs, J1.3.5; D8.6.4
+    for Tagged 0xF0 / Tagged+NoTagAccess 0xE0; arch.md 4.4), without XS."""
     if device is not None:
         return device << 2
     if tagged:
@@ -321,6 +331,10 @@ def _combine(s1: int | None, s2: int, fwb: bool, cd: bool, features: Features) -
     osh = forced_outer_shareable(dev is not None, inner, outer)
     if osh:
         extra.append(R_OSH)
+    elif s1 is None:
+        # Only reachable with FWB force-WB (x110): arch.md 3 (S1DisabledOutput is OSH) + 2.3.
+        osh = True
+        extra.append(R_S1_OFF_OSH)
     if dev is not None:
         typ, ins, outs, cacheable = DEVICE_NAMES[dev], "-", "-", False
     else:
@@ -339,6 +353,8 @@ def combine(s1: int | None, s2: int, *, fwb: bool, cd: bool = False,
             features: Features = _ALL) -> Combined:
     """Combine a stage-1 MAIR byte (None: guest stage 1 disabled) with stage-2 MemAttr[3:0].
 
+    Arm ARM D8.6.5 (FWB = 0, S2CombineS1MemAttrs), D8.6.6 (FWB = 1, AArch64.S2ApplyFWBMemAttrs),
+    D24.2.62 (HCR_EL2.CD), D8.6.7 (shareability), D10.3/D8.6.4 (Tagged, NoTagAccess).
     Data access, EL1&0 regime, HCR_EL2.VM = 1, DC = 0 (arch.md 2.4, 3).  Memoised (two
     levels: this call signature, then normalised arguments), so results are shared objects.
     Raises ValueError for out-of-range inputs or FWB without FEAT_S2FWB.

@@ -14,6 +14,27 @@ UNVERIFIED) NoTagAccess series ``MT_S2_NORMAL_NOTAGACCESS`` 0100,
 
 from __future__ import annotations
 
+from memtypes.arch.reason import Reason
+
+#: arch.md 1.4 / 7: the Linux guest MAIR byte assignments are UNVERIFIED.  Attach this reason
+#: wherever a result relies on "the guest uses USUAL_S1" (not to the encodings themselves).
+R_LINUX_MAIR = Reason(
+    "linux/mair/usual-s1",
+    "reference arch.md 1.4 (widely known Linux arm64 MAIR_EL1 values; not checked against a "
+    "kernel source)",
+    "usual Linux guest stage-1 bytes: 0x00 Device-nGnRnE, 0x04 Device-nGnRE, 0x44 Normal NC, "
+    "0xFF Normal WB, 0xF0 Tagged (only when the guest kernel enables MTE, else 0xFF)",
+    unverified=True)
+
+#: arch.md 3 / 7: the KVM NoTagAccess series (MT_S2_*_NOTAGACCESS) merge status is UNVERIFIED.
+R_KVM_NOTAGACCESS_NAMES = Reason(
+    "kvm/memory.h/MT_S2_NOTAGACCESS",
+    "Linux arch/arm64/include/asm/memory.h, posted NoTagAccess series (Oct 2024 / Jan 2025); "
+    "reference arch.md 3",
+    "MT_S2_NORMAL_NOTAGACCESS = 0100 and MT_S2_FWB_NORMAL_NOTAGACCESS = 1110 come from a posted "
+    "series; whether it is merged upstream is not known",
+    unverified=True)
+
 S1_DEVICE_nGnRnE = 0x00
 S1_DEVICE_nGnRE = 0x04
 S1_NORMAL_NC = 0x44
@@ -73,6 +94,14 @@ S2_FORMS_FWB = ("MemAttr 0..15 as 0x.., 0b.. or decimal, or one of: "
                 + ", ".join(k for k in S2_NAMES_FWB if not k.startswith("mt_"))
                 + ", MT_S2_FWB_NORMAL, MT_S2_FWB_NORMAL_NC, MT_S2_FWB_DEVICE_nGnRE, "
                   "MT_S2_FWB_AS_S1, MT_S2_FWB_NORMAL_NOTAGACCESS")
+
+
+def s2_name_reasons(text: str) -> tuple[Reason, ...]:
+    """UNVERIFIED provenance of a stage-2 *name* (arch.md 7): the MT_S2_*_NOTAGACCESS names."""
+    key = text.strip().lower()
+    if key in ("mt_s2_normal_notagaccess", "mt_s2_fwb_normal_notagaccess"):
+        return (R_KVM_NOTAGACCESS_NAMES,)
+    return ()
 
 
 def parse_number(text: str) -> int | None:

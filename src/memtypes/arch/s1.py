@@ -71,11 +71,15 @@ def _unpredictable(byte: int, reason: Reason, needs: tuple[str, ...] = ()) -> S1
 
 
 def s1_decode_mem_attrs(byte: int) -> S1Attr:
-    """Decode a MAIR attribute byte assuming every feature is implemented (S1DecodeMemAttrs).
+    """Decode a MAIR attribute byte assuming every feature is implemented (D8.6.1, D24.2.127,
+    pseudocode S1DecodeMemAttrs).
 
     Bytes that exist only with a feature get status ``needs:FEAT_X`` and carry their value;
     the 20 always-UNPREDICTABLE bytes (0000dd1x and xxxx0000 other than 0x00/0x40/0xA0/0xF0)
     get ``unpredictable`` (S1ConstrainUnpredictableRESMAIR, arch.md 1.1, 1.3).
+
+    XS (FEAT_XS, arch.md 1.2): Device XS = NOT Attr[0]; Normal iWB oWB (including the Tagged
+    byte 0xF0) XS = 0; the explicit XS=0 bytes 0x40 and 0xA0; every other Normal byte XS = 1.
     """
     if not 0 <= byte <= 0xFF:
         raise ValueError(f"stage-1 attribute byte out of range: {byte!r} (expected 0..255)")
@@ -98,8 +102,9 @@ def s1_decode_mem_attrs(byte: int) -> S1Attr:
             return S1Attr(byte, status_for_needs((FEAT_XS,)), (FEAT_XS,), None, wt, wt,
                           False, False, (R_S1_WT_XS0,))
         if byte == 0xF0:
+            # Normal iWB oWB, so XS = 0 like every other iWB oWB byte (arch.md 1.2).
             return S1Attr(byte, status_for_needs((FEAT_MTE2,)), (FEAT_MTE2,), None,
-                          POL_WB_RWA_NT, POL_WB_RWA_NT, True, True, (R_S1_TAGGED,))
+                          POL_WB_RWA_NT, POL_WB_RWA_NT, True, False, (R_S1_TAGGED,))
         return _unpredictable(byte, R_S1_RESMAIR)
     inner, outer = decode_ldf_attr(lo), decode_ldf_attr(hi)
     # XS (S1DecodeMemAttrs): Normal iWB oWB gets XS = 0, every other Normal byte XS = 1.
@@ -108,7 +113,8 @@ def s1_decode_mem_attrs(byte: int) -> S1Attr:
 
 
 def s1_constrain_unpredictable_resmair(attr: S1Attr, features: Features) -> S1Attr:
-    """A byte whose feature is absent is reserved (S1ConstrainUnpredictableRESMAIR, arch.md 1.3).
+    """A byte whose feature is absent is reserved (K1.2.19, D24.2.127,
+    S1ConstrainUnpredictableRESMAIR; arch.md 1.3).
 
     The architecture replaces it by some allocated value; the model reports ``unpredictable``.
     """

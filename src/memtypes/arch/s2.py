@@ -112,6 +112,11 @@ def s2_res_mem_attr(attr: S2Attr, features: Features) -> S2Attr:
 
 @lru_cache(maxsize=None)
 def decode_s2(memattr: int, *, fwb: bool, features: Features = Features.all()) -> S2Attr:
-    """Decode stage-2 MemAttr[3:0] with HCR_EL2.FWB off or on, for the given features."""
+    """Decode stage-2 MemAttr[3:0] with HCR_EL2.FWB off or on, for the given features.
+
+    FWB = 0: D8.6.5 Table D8-96 (R_HMNDG, S2DecodeMemAttrs); FWB = 1: D8.6.6 Tables
+    D8-100/D8-101 (AArch64.S2ApplyFWBMemAttrs); then S2ResMemAttr / D8.6.4 for encodings whose
+    feature (FEAT_MTE_PERM) is absent.  See arch.md 2.1, 2.2.
+    """
     raw = s2_decode_fwb_mem_attrs(memattr) if fwb else s2_decode_mem_attrs(memattr)
     return s2_res_mem_attr(raw, features)

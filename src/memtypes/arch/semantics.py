@@ -20,6 +20,7 @@ SEC_CACHE = "B2.10.1.3"
 SEC_ALIGN = "B2.8"
 SEC_MISMATCH = "B2.11"
 SEC_SHARE = "D8.6.7 (R_PYFVQ)"
+SEC_SHARE_S1_OFF = "D8.6.7 (Table D8-103), J1.1.4.54"
 SEC_MTE = "D10.3, D8.6.4"
 SEC_RMTWN = "D8.6.6 (R_RMTWN)"
 
@@ -64,7 +65,8 @@ def _behaviour(c) -> tuple:
         out["unaligned_access"] = ((CU, SEC_RMTWN) if forced_from_device
                                    else (True, SEC_ALIGN))
     out["cacheable"] = (c.cacheable, SEC_CACHE)
-    out["outer_shareable"] = (c.forced_osh, SEC_SHARE)
+    s1_off = any(r.rule == "D8.6.7/S1-disabled-OSH" for r in c.reasons)
+    out["outer_shareable"] = (c.forced_osh, SEC_SHARE_S1_OFF if s1_off else SEC_SHARE)
     wb = (c.device is None and c.inner_policy.kind == WB and c.outer_policy.kind == WB)
     out["needs_cmo_on_alias"] = (not wb, SEC_MISMATCH)
     tag = "notagaccess-fault" if c.notagaccess else ("tagged" if c.tagged else "untagged")

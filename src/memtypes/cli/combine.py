@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 from memtypes.arch import behaviour, combine, decode_s1, decode_s2, parse_s1, parse_s2
 from memtypes.arch import table as arch_table
 from memtypes.arch.attrs import DEVICE_NAMES
-from memtypes.arch.names import S1_FORMS, S2_FORMS_FWB, S2_FORMS_NOFWB
+from memtypes.arch.names import S1_FORMS, S2_FORMS_FWB, S2_FORMS_NOFWB, s2_name_reasons
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 
@@ -130,7 +130,7 @@ def combine_cmd(
     fwb_on = mode == "on"
     v1 = _s1_arg(s1)
     v2 = _s2_arg(s2, fwb_on)
-    _print_one(v1, v2, fwb_on, cd, as_json)
+    _print_one(v1, v2, fwb_on, cd, as_json, s2_name_reasons(s2))
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -140,19 +140,21 @@ def _console():
     return Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
 
 
-def _one_dict(v1: int | None, v2: int, fwb: bool, cd: bool) -> dict:
+def _one_dict(v1: int | None, v2: int, fwb: bool, cd: bool, notes: tuple = ()) -> dict:
     c = combine(v1, v2, fwb=fwb, cd=cd)
     a1 = None if v1 is None else decode_s1(v1)
     a2 = decode_s2(v2, fwb=fwb)
     d = c.as_dict()
+    d["reasons"] += [r.as_dict() for r in notes]
     d["s1_decoded"] = "stage 1 disabled (Device-nGnRnE)" if a1 is None else a1.describe
     d["s2_decoded"] = a2.label + ("" if a2.status == "ok" else f" [{a2.status}]")
     d["behaviour"] = {k: {"value": val, "section": sec} for k, (val, sec) in behaviour(c).items()}
     return d
 
 
-def _print_one(v1: int | None, v2: int, fwb: bool, cd: bool, as_json: bool) -> None:
-    d = _one_dict(v1, v2, fwb, cd)
+def _print_one(v1: int | None, v2: int, fwb: bool, cd: bool, as_json: bool,
+               notes: tuple = ()) -> None:
+    d = _one_dict(v1, v2, fwb, cd, notes)
     if as_json:
         print(json.dumps(d, indent=1))
         return
@@ -180,7 +182,7 @@ def _print_one(v1: int | None, v2: int, fwb: bool, cd: bool, as_json: bool) -> N
         t.add_row(k, "yes" if val is True else "no" if val is False else str(val), v["section"])
     con.print(t)
     con.print("Reasons:")
-    for r in combine(v1, v2, fwb=fwb, cd=cd).reasons:
+    for r in combine(v1, v2, fwb=fwb, cd=cd).reasons + tuple(notes):
         con.print(f"  {r.rule}: {r.text} ({r.source})" + (" [UNVERIFIED]" if r.unverified
                                                          else ""), soft_wrap=True)
 
