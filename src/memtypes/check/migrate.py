@@ -30,7 +30,7 @@ way back DST -> SRC:
 
 Every step carries the reasons of the linux layer plus the migration reasons below.
 
-VM description file (YAML, loaded with ``yaml.safe_load``; errors name file:line and field)::
+VM description file (YAML, loaded safely through memtypes.yamlfile; errors name file:line and field)::
 
     name: gpu-vm                  # optional (default: the file name)
     memory: anon                  # backing KIND of guest RAM (default anon), or
@@ -56,10 +56,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from memtypes.arch.features import Features
 from memtypes.arch.reason import Reason
+from memtypes import yamlfile
 from memtypes.errors import InputError
 from memtypes.hosts.profile import HostProfile
 from memtypes.linux import drivers
@@ -209,30 +209,6 @@ class VmSpec:
                 "regions": [r.as_dict() for r in self.regions]}
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """``memory``, ``devices[1].backing`` ... -> 1-based line (for error messages)."""
-    out: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = f"{path}.{k.value}" if path else str(k.value)
-                out[p] = k.start_mark.line + 1
-                walk(v, p)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                p = f"{path}[{i}]"
-                out[p] = v.start_mark.line + 1
-                walk(v, p)
-    if root is not None:
-        walk(root, "")
-    return out
-
-
 def _bool(v: Any, *, where: str, line: int | None, fld: str) -> bool:
     if isinstance(v, bool):
         return v
@@ -321,18 +297,8 @@ def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None
 
 def load_vm(path: str | Path) -> VmSpec:
     """Read and validate a VM description file."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read VM file: {e.strerror}", where=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(e, 'problem', None) or e}", where=str(p),
-                         line=mark.line + 1 if mark else None) from None
-    return vm_from_dict(data, where=str(p), lines=_key_lines(text))
+    data, lines = yamlfile.read(path, what="VM file", expected="a mapping with memory, devices, mte")
+    return vm_from_dict(data, where=str(path), lines=lines)
 
 
 # --- results ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from memtypes.arch.features import Features
+from memtypes import yamlfile
 from memtypes.errors import InputError
 
 ARCHES = ("arm64", "x86_64")
@@ -120,35 +121,10 @@ def from_dict(data: Any, *, where: str, lines: dict[str, int] | None = None) -> 
     )
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """Map ``key`` and ``features.key`` to their 1-based lines, for error messages."""
-    out: dict[str, int] = {}
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return out
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            out[str(k.value)] = k.start_mark.line + 1
-            if isinstance(v, yaml.MappingNode):
-                for k2, _ in v.value:
-                    out[f"{k.value}.{k2.value}"] = k2.start_mark.line + 1
-    return out
-
-
 def load_file(path: str | Path) -> HostProfile:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read host profile: {e.strerror}", where=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(e, 'problem', e)}", where=str(p),
-                         line=mark.line + 1 if mark else None) from None
-    return from_dict(data, where=str(p), lines=_key_lines(text))
+    data, lines = yamlfile.read(path, what="host profile",
+                                expected="a mapping with name, arch, features, ...")
+    return from_dict(data, where=str(path), lines=lines)
 
 
 def builtin_names() -> list[str]:

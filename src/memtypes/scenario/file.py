@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from memtypes import yamlfile
 from memtypes.errors import InputError
 from memtypes.linux.version import parse_version, split_variant
 
@@ -66,47 +67,8 @@ class Scenario:
 
 # -- loading --------------------------------------------------------------------------------
 
-def _walk(node: yaml.Node, path: str, lines: dict[str, int], where: str) -> None:
-    lines.setdefault(path or "<document>", node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else None
-            if key in seen:
-                raise InputError(f"duplicate key '{key}'", where=where, line=k.start_mark.line + 1,
-                                 field=f"{path}.{key}" if path else str(key),
-                                 expected="each key once")
-            seen.add(key)
-            sub = f"{path}.{key}" if path else str(key)
-            lines[sub] = k.start_mark.line + 1
-            _walk(v, sub, lines, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            sub = f"{path}[{i}]"
-            lines[sub] = v.start_mark.line + 1
-            _walk(v, sub, lines, where)
-
-
 def _safe_parse(text: str, where: str) -> tuple[Any, dict[str, int]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise InputError("the file is empty", where=where, line=1,
-                             expected="a mapping with family, kernel and steps")
-        lines: dict[str, int] = {}
-        _walk(node, "", lines, where)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        what = " ".join(str(e.problem or e.context or "malformed YAML").split())
-        raise InputError(f"not valid YAML: {what}", where=where,
-                         line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML: {' '.join(str(e).split())}", where=where) from None
-    finally:
-        loader.dispose()
-    return data, lines
+    return yamlfile.parse(text, where, expected="a mapping with family, kernel and steps")
 
 
 _SCALARS = (str, int, bool)
