@@ -1,4 +1,4 @@
-"""Safe YAML loading with line numbers, shared by every file memtypes reads.
+"""Files memtypes reads and writes: safe YAML loading with line numbers, atomic writes.
 
 Host profiles, VM descriptions and scenario files all go through :func:`parse` / :func:`read`:
 ``yaml.SafeLoader`` only (no object construction), duplicate keys rejected, and a map from each
@@ -9,6 +9,8 @@ input can be reported as one line naming file, line and field.  Imports nothing 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,29 @@ def read(path: str | Path, *, what: str = "file", expected: str = "a YAML mappin
     except UnicodeDecodeError:
         raise InputError(f"cannot read {what}: not UTF-8 text", where=str(p)) from None
     return parse(text, str(p), expected=expected)
+
+
+def write_atomic(path: str | os.PathLike, text: str, *, where: str = "") -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename,
+    so a reader never sees a half-written file; the file gets the usual umask permissions.
+    An OS error becomes an :class:`InputError` naming the path."""
+    p = Path(path)
+    tmp = None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as e:
+        raise InputError(f"cannot write {p}: {e.strerror}", where=where or str(p)) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

@@ -88,7 +88,7 @@ def check(
     from memtypes.check.play import save_traces as write_traces
     from memtypes.report import html as rhtml
     from memtypes.report import jsondoc, text
-    from memtypes.scenario.file import write_atomic
+    from memtypes.yamlfile import write_atomic
 
     fams = registry.families()
     if family is not None:

@@ -9,9 +9,7 @@ summary); either file is accepted by every command as ``--host FILE``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,6 +18,7 @@ import yaml
 
 from memtypes.cli.app import app
 from memtypes.errors import InputError
+from memtypes.yamlfile import write_atomic
 from memtypes.hosts.probe import probe, to_profile
 
 HELP = """Probe this host (read-only) and write a host profile for --host.
@@ -36,18 +35,7 @@ listed under 'unknown' (value 0).
 
 
 def _write(path: str, text: str, where: str) -> None:
-    p = Path(path)
-    d = p.parent if str(p.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, p)
-    except OSError as e:
-        raise InputError(f"cannot write: {e.strerror}", where=where, field=path) from None
+    write_atomic(path, text, where=where)
 
 
 def to_yaml(d: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from memtypes import yamlfile
+from memtypes.yamlfile import write_atomic
 from memtypes.errors import InputError
 from memtypes.linux.version import parse_version, split_variant
 
@@ -234,23 +234,6 @@ def dump(scenario: Scenario | dict[str, Any], *, header: str = "") -> str:
     out.append("steps:" if steps else "steps: []")
     out.extend(f"  - {_flow(s)}" for s in steps)
     return "\n".join(out) + "\n"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save(path: str | os.PathLike, scenario: Scenario | dict[str, Any], *, header: str = "") -> None:
