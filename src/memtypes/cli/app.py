@@ -10,9 +10,9 @@ from __future__ import annotations
 import typer
 
 try:  # typer >= 0.2x vendors its own click; older typer depends on the click package
-    from typer import _click as click
+    from typer import _click as click  # noqa: F401 (re-exported for memtypes.cli)
 except ImportError:  # pragma: no cover - depends on the installed typer
-    import click  # type: ignore[no-redef]
+    import click  # type: ignore[no-redef]  # noqa: F401
 
 app = typer.Typer(
     name="memtypes",

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
 import yaml
 
 from memtypes.cli.app import app
-from memtypes.errors import InputError
 from memtypes.yamlfile import write_atomic
 from memtypes.hosts.probe import probe, to_profile
 
