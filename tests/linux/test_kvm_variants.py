@@ -41,6 +41,19 @@ def test_cacheable_pfnmap_no_fwb_check(spec):
     assert ex(spec, V8, "vfio-pci-bar").fault.s2 == "NC"
 
 
+def test_cpfn_memslot_flag_adds_cap_243():
+    """The brief / M-cpfn v4: the memslot-flag series also added KVM_CAP_ARM_CACHEABLE_PFNMAP_SUPPORTED
+    (243) alongside the flag, so the variant answers it even on 6.9-6.16 (mainline: 0 there)."""
+    from memtypes.linux.kvm import KVM_CAP_ARM_CACHEABLE_PFNMAP_SUPPORTED as CAP, check_extension
+    for spec in ("6.12+cpfn-memslot-flag", "6.17+cpfn-memslot-flag"):
+        r = kernel(spec).rules
+        assert check_extension(r, GRACE, CAP)[:2] == (1, None)
+        assert check_extension(r, Features(fwb=True), CAP)[:2] == (0, None)
+        assert check_extension(r, GRACE, CAP, vm_fd=False)[:2] == (None, "-EINVAL")
+        assert check_extension(r, GRACE, CAP)[2].unverified
+    assert check_extension(kernel("6.12").rules, GRACE, CAP)[:2] == (0, None)
+
+
 def test_cpfn_memslot_flag():
     e = ex("6.12+cpfn-memslot-flag", GRACE, "nvgrace-usemem")
     assert e.fault.s2 == "DEVICE"
@@ -57,7 +70,24 @@ def test_nvidia_vma_memtype():
     assert ex("6.6+nvidia-vma-memtype", GRACE, "vfio-pci-bar").fault.s2 == "NC"
     assert ex("6.12+nvidia-vma-memtype", GRACE, "vfio-platform-mmio").fault.s2 == "DEVICE"
     e = ex("6.12+nvidia-vma-memtype", Features(dic=True), "nvgrace-usemem")
-    assert e.fault.errno == "-EINVAL" and any(r.unverified for r in e.fault.reasons)
+    assert e.fault.errno == "-EINVAL"
+    assert e.fault.reasons[-1].rule == "kvm/user_mem_abort/nv-nofwb-einval"
+
+
+def test_nvidia_nofwb_einval_scope_and_order():
+    """Section 2.5 / S-NV 05400664e522: "no FWB and !pfn_valid(pfn) gives -EINVAL at fault time", for
+    every memory type (not only cacheable VMAs), and it is checked under the MMU lock, after the
+    -ENOEXEC (device = !MapMem), THP and MTE steps."""
+    nofwb = Features(dic=True)
+    for backing in ("vfio-pci-bar", "nvgrace-resmem", "vfio-platform-mmio", "nvgrace-usemem"):
+        f = ex("6.12+nvidia-vma-memtype", nofwb, backing).fault
+        assert (f.result, f.errno) == ("error", "-EINVAL"), backing
+        f = ex("6.12+nvidia-vma-memtype", nofwb, backing, fault="exec").fault
+        assert (f.result, f.errno) == ("pabt", "-ENOEXEC"), backing      # exec && device first
+    # RAM (pfn_valid) is unaffected on a non-FWB host
+    assert ex("6.12+nvidia-vma-memtype", nofwb, "anon").fault.s2 == "NORMAL"
+    # FWB host: no -EINVAL
+    assert ex("6.6+nvidia-vma-memtype", GRACE, "vfio-pci-bar").fault.s2 == "NC"
 
 
 @pytest.mark.parametrize("spec", ["5.10+mte-rfc-2020", "6.12+mte-rfc-2020", "6.17+mte-rfc-2020"])

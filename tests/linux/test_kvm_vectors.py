@@ -33,20 +33,30 @@ def test_tv1_anon_ram_nofwb(col):
     e = ex(col, V8, "anon")
     f = e.fault
     assert (f.result, f.s2, f.memattr, f.x, f.dclean) == ("map", "NORMAL", 0xF, False, True)
+    assert (f.errno, f.iinval) == (None, False)
+    assert "kvm/user_mem_abort/attr-normal" in rules_of(e)
     if col == "A":
-        assert "kvm/user_mem_abort/clean_dcache" in rules_of(e)
+        assert "kvm/user_mem_abort/clean_dcache" in rules_of(e)       # "dclean in user_mem_abort"
+        assert "pgtable/cmo/dclean" not in rules_of(e)
+    else:
+        assert "pgtable/cmo/dclean" in rules_of(e)                    # "dclean PoC" in the walker
 
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv2_anon_ram_fwb_dic(col):
-    f = ex(col, GRACE, "anon").fault
-    assert (f.s2, f.memattr, f.x, f.dclean, f.iinval) == ("NORMAL", 6, True, False, False)
+    e = ex(col, GRACE, "anon")
+    f = e.fault
+    assert (f.result, f.s2, f.memattr, f.x, f.dclean, f.iinval) == ("map", "NORMAL", 6, True, False, False)
+    assert {"kvm/user_mem_abort/x-dic", "pgtable/memattr/fwb-normal"} <= rules_of(e)
 
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv3_exec_fault(col):
-    f = ex(col, V8, "anon", fault="exec").fault
-    assert (f.s2, f.x, f.dclean, f.iinval) == ("NORMAL", True, True, True)
+    e = ex(col, V8, "anon", fault="exec")
+    f = e.fault
+    assert (f.result, f.s2, f.memattr, f.x, f.dclean, f.iinval) == ("map", "NORMAL", 0xF, True, True, True)
+    assert "kvm/user_mem_abort/x-exec" in rules_of(e)
+    assert ("kvm/user_mem_abort/invalidate_icache" if col == "A" else "pgtable/cmo/iinval") in rules_of(e)
 
 
 @pytest.mark.parametrize("col", ALL)
@@ -61,9 +71,13 @@ def test_tv4_logging_thp(col):
 @pytest.mark.parametrize("col", ALL)
 def test_tv5_mte_anon(col):
     e = ex(col, MTEH, "anon", vm_mte=True)
+    assert check_extension(kernel(COLS[col]).rules, MTEH, KVM_CAP_ARM_MTE)[0] == (0 if col == "A" else 1)
     if col == "A":
         assert e.vm_mte == ("error", "-EINVAL")
         assert not e.fault.mte_sanitised
+    elif col == "G":
+        assert (e.fault.s2, e.fault.mte_sanitised) == ("NORMAL", True)
+        assert "kvm/kvm_s2_fault_map/sanitise_mte_tags" in rules_of(e)   # "sanitise in kvm_s2_fault_map"
     else:
         assert e.vm_mte == ("ok", None)
         assert (e.fault.s2, e.fault.mte_sanitised) == ("NORMAL", True)
@@ -103,6 +117,10 @@ def test_tv10_tv11_vfio_pci_bar(col, host):
     e = ex(col, host, "vfio-pci-bar")
     f = e.fault
     assert (f.result, f.s2, f.memattr) == ("map", TV10[col], 1 if TV10[col] == "DEVICE" else 5)
+    assert (f.errno, f.x, f.dclean, f.iinval) == (None, False, False, False)
+    assert e.memslot.ok
+    if col in "DEFG":
+        assert "kvm/user_mem_abort/attr-nc" in rules_of(e)
     if col == "A":
         assert e.memslot.premapped is not None and f.where == "kvm_phys_addr_ioremap"
     if col == "B":
@@ -111,8 +129,10 @@ def test_tv10_tv11_vfio_pci_bar(col, host):
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv12_vfio_exec(col):
-    f = ex(col, V8, "vfio-pci-bar", fault="exec").fault
-    assert (f.result, f.errno) == ("pabt", "-ENOEXEC")
+    e = ex(col, V8, "vfio-pci-bar", fault="exec")
+    f = e.fault
+    assert (f.result, f.errno, f.where) == ("pabt", "-ENOEXEC", "user_mem_abort")
+    assert "kvm/user_mem_abort/exec-device" in rules_of(e)
 
 
 @pytest.mark.parametrize("col", ALL)
@@ -123,7 +143,12 @@ def test_tv13_vfio_logging(col):
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv14_vfio_platform(col):
-    assert ex(col, GRACE, "vfio-platform-mmio").fault.s2 == "DEVICE"
+    for host in (V8, GRACE):
+        e = ex(col, host, "vfio-platform-mmio")
+        f = e.fault
+        assert (f.result, f.s2, f.memattr, f.x, f.dclean) == ("map", "DEVICE", 1, False, False)
+        if col in "DEFG":
+            assert "kvm/user_mem_abort/attr-device-noflag" in rules_of(e)
 
 
 @pytest.mark.parametrize("col", ALL)
@@ -133,16 +158,20 @@ def test_tv15_nvgrace_resmem(col):
         assert e.memslot is None and e.fault.result == "skipped"
     else:
         assert (e.fault.s2, e.fault.memattr) == ("NC", 5)
+        assert (e.fault.x, e.fault.dclean, e.fault.iinval) == (False, False, False)
 
 
 @pytest.mark.parametrize("col", "DEFG")
 def test_tv16_nvgrace_usemem_grace(col):
-    f = ex(col, GRACE, "nvgrace-usemem").fault
+    e = ex(col, GRACE, "nvgrace-usemem")
+    f = e.fault
+    assert e.memslot.ok and f.result == "map"
     if col == "D":
-        assert (f.s2, f.memattr) == ("DEVICE", 1)
+        assert (f.s2, f.memattr, f.x) == ("DEVICE", 1, False)
     else:
         assert (f.s2, f.memattr, f.x, f.dclean, f.iinval) == ("NORMAL", 6, True, False, False)
         assert f.size == "PMD"
+        assert "kvm/user_mem_abort/cacheable-pfnmap" in rules_of(e)
 
 
 @pytest.mark.parametrize("col", "DEFG")
@@ -160,7 +189,11 @@ TV20 = {"A": "DEVICE", "B": "DEVICE", "C": "DEVICE", "D": "NC", "E": "NC", "F": 
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv20_mixedmap_uncached(col):
-    assert ex(col, GRACE, "mixedmap-uncached").fault.s2 == TV20[col]
+    e = ex(col, GRACE, "mixedmap-uncached")
+    assert (e.fault.result, e.fault.s2, e.fault.memattr, e.fault.x) == (
+        "map", TV20[col], 5 if TV20[col] == "NC" else 1, False)
+    if col in "EFG":
+        assert "kvm/user_mem_abort/s2_force_noncacheable" in rules_of(e)
 
 
 @pytest.mark.parametrize("col", "EFG")
@@ -211,6 +244,15 @@ def test_tv29_mte_after_vcpu(col):
     vm, err, _ = enable_cap(rules, MTEH, Vm(), KVM_CAP_ARM_MTE)
     assert err is None and vm.mte
     assert enable_cap(rules, V8, Vm(), KVM_CAP_ARM_MTE)[1] == "-EINVAL"
+    # column G: "pKVM: always -EINVAL from 7.0" (any guest on a pKVM host)
+    vm, err, _ = enable_cap(rules, MTEH, Vm(pkvm=True), KVM_CAP_ARM_MTE)
+    assert (err is None) is (col != "G") and vm.mte is (col != "G")
+
+
+def test_tv29_pkvm_7_0_inside_column_f():
+    """Column F spans 6.18-7.0; the pKVM refusal starts at 7.0."""
+    assert enable_cap(kernel("6.18").rules, MTEH, Vm(pkvm=True), KVM_CAP_ARM_MTE)[1] is None
+    assert enable_cap(kernel("7.0").rules, MTEH, Vm(pkvm=True), KVM_CAP_ARM_MTE)[1] == "-EINVAL"
 
 
 @pytest.mark.parametrize("version,expect", [
@@ -244,8 +286,10 @@ def test_tv33_hole(col):
 
 @pytest.mark.parametrize("col", ALL)
 def test_tv34_gicv(col):
-    e = ex(col, GRACE, "gicv2-gicv")
-    assert e.memslot is None and (e.fault.s2, e.fault.where) == ("DEVICE", "kvm_phys_addr_ioremap")
+    for host in (V8, GRACE):
+        e = ex(col, host, "gicv2-gicv")
+        assert e.memslot is None and (e.fault.s2, e.fault.where) == ("DEVICE", "kvm_phys_addr_ioremap")
+        assert (e.fault.memattr, e.fault.x, e.fault.dclean) == (1, False, False)
 
 
 def test_tv36_pkvm_pfnmap():

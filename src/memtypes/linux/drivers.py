@@ -51,7 +51,7 @@ R_SHMEM = Reason("mm/mmap-shmem", "arch/arm64/include/asm/mman.h arch_calc_vm_fl
 R_FILE = Reason("mm/mmap-file", "arch/arm64/include/asm/mman.h (M-mte62); TV7",
                 "regular file MAP_PRIVATE: page-cache RAM, no VM_MTE_ALLOWED (not RAM-based)")
 R_DEVMEM = Reason("drivers/mmap_mem", "drivers/char/mem.c mmap_mem(); arch/arm64/mm/mmu.c "
-                  "phys_mem_access_prot()",
+                  "phys_mem_access_prot() (unchanged v5.x-7.1 as far as modelled; not in the references)",
                   "/dev/mem over RAM: remap_pfn_range (VM_IO|VM_PFNMAP), MAP_SHARED, cacheable "
                   "pgprot because the PFN is linear-map memory")
 R_VFIO_PCI = Reason("vfio/vfio_pci_core_mmap",
@@ -70,24 +70,32 @@ R_NVG_USEMEM = Reason("vfio/nvgrace_gpu_mmap/usemem",
                       "drivers/vfio/pci/nvgrace-gpu/main.c nvgrace_gpu_mmap() v6.9 (S-nvg)",
                       "nvgrace-gpu usemem: default cacheable pgprot (MT_NORMAL), VM_IO|VM_PFNMAP, no "
                       "VM_ALLOW_ANY_UNCACHED; coherent GPU HBM without a linear map or tag storage")
-R_PMEM = Reason("mm/mmap-dax", "fs/dax.c, drivers/dax/device.c dax_mmap()",
+R_PMEM = Reason("mm/mmap-dax", "fs/dax.c, drivers/dax/device.c dax_mmap() (v5.x-7.1; not in the references)",
                 "pmem (DAX) MAP_SHARED: cacheable MT_NORMAL, ZONE_DEVICE pages, not PFNMAP, no "
                 "VM_MTE_ALLOWED, no tag storage")
 R_GICV = Reason("kvm/vgic_v2_map_resources",
-                "arch/arm64/kvm/vgic/vgic-v2.c vgic_v2_map_resources() -> kvm_phys_addr_ioremap()",
+                "arch/arm64/kvm/vgic/vgic-v2.c vgic_v2_map_resources() -> kvm_phys_addr_ioremap() "
+                "(all versions; S-6.17, M-nc Dec 2023)",
                 "the GICv2 GICV frame is not a memslot: the vgic maps it at stage 2 itself")
 R_GMEM = Reason("kvm/guest_memfd", "virt/kvm/guest_memfd.c; KVM_CAP_GUEST_MEMFD_FLAGS (244) v6.18 (M-gmem)",
                 "guest_memfd slot: pages come from the gmem inode; nothing is mmapped at the slot's "
                 "userspace address (TV26)")
-R_MIXED_C = Reason("mm/vm_insert_mixed-cacheable", "mm/memory.c vmf_insert_mixed(); TV20",
+R_MIXED_C = Reason("mm/vm_insert_mixed-cacheable", "mm/memory.c vmf_insert_mixed(); arch/arm64/kvm/mmu.c "
+                   "v6.17 (S-6.17: MIXEDMAP caught at fault time, not by P4)",
                    "a VM_MIXEDMAP driver mapping cacheable (MT_NORMAL) device memory without a linear map")
-R_MIXED_UC = Reason("mm/vm_insert_mixed-uncached", "mm/memory.c vmf_insert_mixed(); TV20",
+R_MIXED_UC = Reason("mm/vm_insert_mixed-uncached", "mm/memory.c vmf_insert_mixed(); VM_ALLOW_ANY_UNCACHED "
+                    "v6.9 (5c656fcdd6c6); TV20",
                     "a VM_MIXEDMAP driver mapping MMIO uncached (pgprot_noncached), with "
                     "VM_ALLOW_ANY_UNCACHED where the kernel has it (v6.9+)")
 R_GMEM_MMAP = Reason("mm/guest_memfd-mmap", "virt/kvm/guest_memfd.c kvm_gmem_mmap() v6.18 (GUEST_MEMFD_FLAG_MMAP)",
                      "a guest_memfd mmapped at an hva (not bound to the slot): shared, cacheable, no "
                      "VM_MTE_ALLOWED (not shmem)")
-R_HOLE = Reason("mm/munmap", "mm/mmap.c do_munmap()", "nothing mapped at the slot's userspace range")
+R_HOLE = Reason("mm/munmap", "mm/mmap.c do_munmap() (any version; KVM side: vma_lookup() S-6.17)",
+                "nothing mapped at the slot's userspace range")
+R_NVG_MIG_BUG = Reason("vfio/nvgrace_gpu/has_mig_hw_bug",
+                       "drivers/vfio/pci/nvgrace-gpu/main.c nvgrace_gpu_has_mig_hw_bug() v6.9+ (S-nvg)",
+                       "resmem exists only on GPUs with the MIG hardware bug; whether newer GPUs (e.g. "
+                       "Blackwell) lack it, and so have no resmem BAR, is not verified", unverified=True)
 
 
 def _anon(any_uc: bool) -> Backing:
@@ -124,7 +132,7 @@ def _vfio_platform_mmap_mmio(any_uc: bool) -> Backing:
 def _nvgrace_resmem(any_uc: bool) -> Backing:
     flags = VM_SHARED | VM_IO | VM_PFNMAP | VM_ALLOW_ANY_UNCACHED
     return Backing("nvgrace-resmem", Vma("nvgrace-resmem", flags, mm.NORMAL_NC, DEVICE_CACHEABLE, HUGE_PFN),
-                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_RESMEM)
+                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_RESMEM, notes=(R_NVG_MIG_BUG,))
 
 
 def _nvgrace_usemem(any_uc: bool) -> Backing:

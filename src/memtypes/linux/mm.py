@@ -96,7 +96,7 @@ GMEM_RAM = Phys("gmem", True, True, True, True, False, True, True)
 
 R_PMEM_MAPMEM = Reason(
     "mm/pmem-not-map-memory", "mm/memremap.c pagemap_range(); arch/arm64/mm/init.c "
-    "pfn_is_map_memory() = memblock_is_map_memory() (\"arm64: decouple check whether pfn is in "
+    "pfn_is_map_memory() = memblock_is_map_memory() believed v5.14 (\"arm64: decouple check whether pfn is in "
     "linear map from pfn_valid()\", M. Rapoport, Apr 2021); Catalin Marinas on MTE v10 (Apr 2021): "
     "pfn_valid() is true for ZONE_DEVICE pmem",
     "pmem (ZONE_DEVICE) is linear-mapped by memremap_pages but never added to memblock, so "

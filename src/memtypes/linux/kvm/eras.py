@@ -9,7 +9,8 @@ kernel-kvm.md section 1).  Eras, by first version: 5.13 (stands for <=5.13), 5.1
 
 Intra-era changes are applied by :func:`kernel` from the exact version: KVM_ARM_MTE_COPY_TAGS
 -EBUSY under dirty logging from 6.12 (inside 6.9-6.16); the user_mem_abort page-leak fix in
-6.17.y (patch > 0) as well as 6.18.
+6.17.y (patch > 0) as well as 6.18; the 7.0 changes (pKVM refuses KVM_CAP_ARM_MTE for every
+guest, LS64 DABT injection) inside the 6.18-7.0 era.
 
 ``kernel("6.17+mte-rfc-2020")`` returns a :class:`Kernel` (version, era, variant, rules).
 """
@@ -64,6 +65,7 @@ class Rules:
     copy_tags_ebusy: bool = False      # -EBUSY writing tags under dirty logging (6.12)
     # --- user_mem_abort ---
     device_test: str = DEV_PFN_VALID
+    map_memory_unverified: bool = False  # 5.14-6.5: !pfn_is_map_memory assumed (switch version UNVERIFIED)
     pfnmap_force_pte: bool = True      # <=5.13: PFNMAP always force_pte
     inline_cmo: bool = True            # <=5.13: CMOs done in user_mem_abort itself
     normal_nc: bool = False            # 6.9: NC when VM_ALLOW_ANY_UNCACHED
@@ -113,7 +115,8 @@ C_5_14 = (
            "cache maintenance moved into the page-table walker"),
     Reason("era/5.14/mte", "KVM/arm64 updates for 5.14 (M-mte)",
            "MTE for guests: KVM_CAP_ARM_MTE (205), KVM_ARM_MTE_COPY_TAGS, P3, sanitise_mte_tags"),
-    Reason("era/5.14/pfn_is_map_memory", "arm64 kvm_is_device_pfn(): pfn_valid -> pfn_is_map_memory",
+    Reason("era/5.14/pfn_is_map_memory", "arch/arm64/kvm/mmu.c kvm_is_device_pfn(): pfn_valid -> "
+           "pfn_is_map_memory, believed v5.14 (patch hunk seen; S-6.6 has the new form)",
            "device = !pfn_is_map_memory(pfn)", unverified=True),
 )
 C_6_2 = (
@@ -144,9 +147,11 @@ C_6_17_Y = (
 C_6_18 = C_6_17_Y + (
     Reason("era/6.18/gmem", "Fuad Tabba guest_memfd mmap series v13 (M-gmem); KVM_CAP_GUEST_MEMFD_FLAGS 244",
            "gmem_abort() for guest_memfd slots; P5 rejects gmem slots that are not gmem-only"),
-    Reason("era/7.0/fwb-for-all", "[GIT PULL] KVM/arm64 updates for 7.0 (M-pull70)",
-           "7.0 (same era): MT_S2_AS_S1 for the pKVM host only; LS64 excl/atomic faults injected as "
-           "DABT; pKVM refuses KVM_CAP_ARM_MTE; guest memory types unchanged"),
+)
+C_7_0 = (
+    Reason("era/7.0/fwb-for-all", "[GIT PULL] KVM/arm64 updates for 7.0, tag kvmarm-7.0 (M-pull70)",
+           "7.0 (inside the 6.18-7.0 era): MT_S2_AS_S1 for the pKVM host only; LS64 excl/atomic faults "
+           "injected as DABT; pKVM refuses KVM_CAP_ARM_MTE for every guest; guest memory types unchanged"),
 )
 C_7_1 = (
     Reason("era/7.1/s2-fault-desc", "linux-next 7.1 cycle: struct kvm_s2_fault_desc, "
@@ -159,17 +164,19 @@ ERA_5_13 = Rules(era="5.13", span="<=5.13", first=(5, 0))
 ERA_5_14 = replace(
     ERA_5_13, era="5.14", span="5.14-6.1", first=(5, 14), changed_by=C_5_14,
     eager_pfnmap_map=False, pfnmap_force_pte=False, inline_cmo=False, device_test=DEV_MAP_MEMORY,
+    map_memory_unverified=True,
     mte_cap=True, mte_copy_tags=True, mte_memslot_rule=MTE_SLOT_SHARED,
     mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False)
 ERA_6_2 = replace(ERA_5_14, era="6.2", span="6.2-6.8", first=(6, 2), changed_by=C_6_2,
                   mte_memslot_rule=MTE_SLOT_ALLOWED, mte_fault_check=MTE_FAULT_ALLOWED)
-ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_9, normal_nc=True)
+ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_9, normal_nc=True,
+                  map_memory_unverified=False)
 ERA_6_17 = replace(ERA_6_9, era="6.17", span="6.17", first=(6, 17), changed_by=C_6_12 + C_6_17,
                    copy_tags_ebusy=True, device_test=DEV_PFNMAP_MAP_MEMORY, cacheable_pfnmap=True,
                    cpfn_memslot_check=True, cap_cacheable_pfnmap=True)
 ERA_6_18 = replace(ERA_6_17, era="6.18", span="6.18-7.0", first=(6, 18), changed_by=C_6_18,
                    page_leak_fixed=True, gmem_slots=True, cap_gmem_flags=True)
-ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_7_1,
+ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_7_0 + C_7_1,
                   mte_check_before_lock=True, w_rule_device=True, pkvm_memslot_rules=True,
                   pkvm_no_mte=True, ls64_dabt=True)
 
@@ -208,10 +215,14 @@ class Kernel:
 def rules_for_version(v: KernelVersion) -> Rules:
     """Mainline rules for an exact version, with intra-era refinements applied."""
     r = era_of(v)
+    if r.era == "6.2" and v.at_least(6, 6):
+        r = replace(r, map_memory_unverified=False)      # S-6.6 read: !pfn_is_map_memory
     if r.era == "6.9" and v.at_least(6, 12):
         r = replace(r, copy_tags_ebusy=True, changed_by=r.changed_by + C_6_12)
     if r.era == "6.17" and v.patch > 0:
         r = replace(r, page_leak_fixed=True, changed_by=r.changed_by + C_6_17_Y)
+    if r.era == "6.18" and v.at_least(7, 0):
+        r = replace(r, pkvm_no_mte=True, ls64_dabt=True, changed_by=r.changed_by + C_7_0)
     return r
 
 

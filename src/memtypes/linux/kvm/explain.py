@@ -30,11 +30,13 @@ from memtypes.linux.mm import Vma
 FAULTS = ("read", "write", "exec")
 SLOT_FLAGS = tuple(SLOT_FLAG_NAMES) + ("gmem_only",)
 
-R_NOT_A_SLOT = Reason("kvm/vgic/not-a-memslot", "arch/arm64/kvm/vgic/vgic-v2.c vgic_v2_map_resources()",
+R_NOT_A_SLOT = Reason("kvm/vgic/not-a-memslot", "arch/arm64/kvm/vgic/vgic-v2.c vgic_v2_map_resources() "
+                      "(all versions; S-6.17 kvm_phys_addr_ioremap)",
                       "the GICV frame is mapped by the vgic, not through a memslot")
 R_NO_DRIVER = Reason("drivers/not-in-kernel", "drivers/vfio/pci/nvgrace-gpu (v6.9, M-pull69)",
                      "this backing's driver is not in this kernel: nothing to map")
-R_REMAP = Reason("kvm/sync-mmu/remap", "KVM_CAP_SYNC_MMU (16); mmu notifiers kvm_unmap_gfn_range()",
+R_REMAP = Reason("kvm/sync-mmu/remap", "KVM_CAP_SYNC_MMU (16); virt/kvm/kvm_main.c mmu notifiers -> "
+                 "kvm_unmap_gfn_range() (M-mte v2 thread, Sep 2020)",
                  "the VMM mmapped a new backing over the slot's range after creating it: the old "
                  "stage-2 entries are unmapped and the next fault sees the new VMA (no memslot re-check)")
 
@@ -105,7 +107,11 @@ def _remap_vma(kind: str, any_uc: bool) -> tuple[Vma | None, Reason | None]:
 
 def _available(b: Backing, k: Kernel) -> bool:
     if b.kind.startswith("nvgrace-"):
-        return k.rules.normal_nc    # the driver came with the Normal-NC series (6.9)
+        # the driver came with the Normal-NC series in 6.9 (M-pull69); NVIDIA's 6.8-based kernels
+        # (nvidia-vma-memtype) carry it too.  A variant that merely turns on NC (normal-nc-for-all-io
+        # on 5.14-6.8) does not add the driver.
+        v = k.version
+        return (v.major, v.minor) >= b.since or k.rules.vma_memtype_decides
     return True
 
 

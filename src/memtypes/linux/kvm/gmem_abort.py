@@ -12,7 +12,7 @@ from functools import lru_cache
 from memtypes.arch.features import Features
 from memtypes.arch.reason import Reason
 from memtypes.linux.kvm.eras import Rules
-from memtypes.linux.kvm.kvm_host import S2_NORMAL, Fault, FaultResult, Slot, Vm
+from memtypes.linux.kvm.kvm_host import EFAULT, S2_NORMAL, Fault, FaultResult, Slot, Vm
 from memtypes.linux.kvm.pgtable import R_ENC, leaf_cmo, stage2_memattr
 from memtypes.linux.mm import PAGE
 
@@ -22,7 +22,9 @@ _SRC = "arch/arm64/kvm/mmu.c gmem_abort() v6.18+ (M-gmem v13, S-7.0, S-7.1)"
 R_GMEM_PATH = Reason("kvm/gmem_abort", _SRC,
                      "guest_memfd slot: gmem_abort() instead of user_mem_abort(); no VMA consulted")
 R_GMEM_HWPOISON = Reason("kvm/gmem_abort/get-pfn-error", f"{_SRC} kvm_gmem_get_pfn()",
-                         "kvm_gmem_get_pfn() failed: KVM_EXIT_MEMORY_FAULT (PAGE_SIZE) with the error")
+                         "kvm_gmem_get_pfn() failed: KVM_EXIT_MEMORY_FAULT (PAGE_SIZE) with the error; the "
+                         "model reports a poisoned page as -EHWPOISON (errno not in the references)",
+                         unverified=True)
 R_GMEM_PAGE = Reason("kvm/gmem_abort/page-normal", _SRC,
                      "always PAGE_SIZE and Normal cacheable (no Device or NC path)")
 R_GMEM_W = Reason("kvm/gmem_abort/w", _SRC, "writable unless the memslot is read-only")
@@ -31,8 +33,10 @@ R_GMEM_NO_MTE = Reason("kvm/gmem_abort/no-mte", f"{_SRC}; TV26",
                        "MTE VM: gmem_abort has no MTE branch, the page's tags are NOT sanitised; "
                        "whether anything else blocks MTE with guest_memfd is unknown", unverified=True)
 R_GMEM_PERM_READ = Reason("kvm/gmem_abort/perm-read", _SRC,
-                          "permission fault that is neither write nor exec: -EFAULT")
-R_GMEM_RETRY = Reason("kvm/gmem_abort/retry", _SRC, "MMU-notifier race: retried (0)", unverified=True)
+                          "permission fault that is neither write nor exec: -EFAULT (assumed to match "
+                          "user_mem_abort's entry check; section 2.3 does not say)", unverified=True)
+R_GMEM_RETRY = Reason("kvm/gmem_abort/retry", _SRC, "MMU-notifier race: retried (0); the final 6.18 "
+                      "gmem_abort body (retry check) is not verified", unverified=True)
 
 
 @lru_cache(maxsize=4096)
@@ -40,7 +44,7 @@ def gmem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, fault: Fault) -
     rs: list[Reason] = [R_GMEM_PATH]
     if fault.perm and not fault.write and not fault.exec:
         rs.append(R_GMEM_PERM_READ)
-        return FaultResult("error", errno="-EFAULT", where=WHERE, reasons=tuple(rs))
+        return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
     if fault.hwpoison:
         rs.append(R_GMEM_HWPOISON)
         return FaultResult("error", errno="-EHWPOISON", where=WHERE, reasons=tuple(rs))

@@ -15,13 +15,13 @@ from memtypes.arch.reason import Reason
 from memtypes.linux.drivers import Backing
 from memtypes.linux.kvm.eras import Rules
 from memtypes.linux.kvm.gmem_abort import gmem_abort
-from memtypes.linux.kvm.kvm_host import Fault, FaultResult, Slot, Vm
+from memtypes.linux.kvm.kvm_host import EPERM, Fault, FaultResult, Slot, Vm
 from memtypes.linux.kvm.phys_addr_ioremap import kvm_phys_addr_ioremap
 from memtypes.linux.kvm.pkvm_mem_abort import pkvm_mem_abort
 from memtypes.linux.kvm.user_mem_abort import user_mem_abort
 
 
-_SRC = "arch/arm64/kvm/mmu.c kvm_handle_guest_abort()"
+_SRC = "arch/arm64/kvm/mmu.c kvm_handle_guest_abort() (S-5.8, S-6.17)"
 R_IABT_IO = Reason("kvm/handle_guest_abort/iabt-io", _SRC,
                    "instruction fetch from an address outside any memslot (the GICV frame): a prefetch "
                    "abort is injected into the guest")
@@ -30,13 +30,24 @@ R_RO_WRITE = Reason("kvm/handle_guest_abort/readonly-write", f"{_SRC} -> io_mem_
                     "stage-2 mapping is made")
 
 
+R_GICV_PKVM = Reason("kvm/kvm_phys_addr_ioremap/pkvm-eperm",
+                     "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() is_protected_kvm_enabled() (S-6.17; TV34 G)",
+                     "pKVM host: KVM refuses to map the GICv2 GICV frame itself: -EPERM (the reference "
+                     "places it in 7.1 only; the version it first applies to is not verified)",
+                     unverified=True)
+
+
 def kvm_handle_guest_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, backing: Backing,
                            fault: Fault) -> FaultResult:
     if backing.vgic:
+        if rules.pkvm_memslot_rules and vm.on_pkvm:
+            return FaultResult("error", errno=EPERM, where="kvm_phys_addr_ioremap", reasons=(R_GICV_PKVM,))
         if fault.exec:
             return FaultResult("pabt", errno="-ENOEXEC", where="kvm_handle_guest_abort", reasons=(R_IABT_IO,))
         return kvm_phys_addr_ioremap(rules, host)
-    if fault.write and slot.readonly and not fault.perm:
+    if fault.write and slot.readonly:
+        # gfn_to_hva_memslot_prot() says !writable: io_mem_abort() whether the abort is a translation
+        # or a permission fault (a page first mapped read-only by a read, then written)
         return FaultResult("skipped", where="io_mem_abort", reasons=(R_RO_WRITE,))
     if vm.protected and rules.pkvm_memslot_rules:
         return pkvm_mem_abort(rules, host, vm, slot, backing.vma, fault)

@@ -43,10 +43,15 @@ class Vm:
     """``struct kvm`` as far as the rules go."""
 
     mte: bool = False             # KVM_CAP_ARM_MTE enabled (kvm_has_mte)
-    protected: bool = False       # pKVM protected VM
+    protected: bool = False       # pKVM protected VM (implies ``pkvm``)
     created_vcpus: int = 0
     hyp_vm_exists: bool = False   # pKVM: the hyp VM was created (first vCPU run)
     ipa_bits: int = 40
+    pkvm: bool = False            # the host runs pKVM (kvm-arm.mode=protected); any VM on it
+
+    @property
+    def on_pkvm(self) -> bool:
+        return self.pkvm or self.protected
 
 
 @dataclass(frozen=True, slots=True)

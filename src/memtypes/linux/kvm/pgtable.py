@@ -35,9 +35,12 @@ R_ENC = {
     (S2_NC, True): Reason("pgtable/memattr/fwb-normal-nc", "asm/memory.h MT_S2_FWB_NORMAL_NC v6.9 (M-nc)",
                           "FWB MemAttr 0b0101: guest may pick Device-* or NC, never cacheable; same "
                           "value as without FWB"),
-    (S2_DEVICE, False): Reason("pgtable/memattr/device", "asm/memory.h MT_S2_DEVICE_nGnRE",
-                               "Device-nGnRE MemAttr 0b0001 (guest nGnRnE stays nGnRnE)"),
-    (S2_DEVICE, True): Reason("pgtable/memattr/fwb-device", "asm/memory.h MT_S2_FWB_DEVICE_nGnRE",
+    (S2_DEVICE, False): Reason("pgtable/memattr/device", "arch/arm64/include/asm/memory.h MT_S2_DEVICE_nGnRE "
+                               "(all versions; S-pgt v6.17)",
+                               "Device-nGnRE MemAttr 0b0001 (what a guest S1 nGnRnE becomes is left to the "
+                               "arch engine; the reference marks it UNVERIFIED)"),
+    (S2_DEVICE, True): Reason("pgtable/memattr/fwb-device", "arch/arm64/include/asm/memory.h "
+                              "MT_S2_FWB_DEVICE_nGnRE (all versions with FWB; S-pgt v6.17)",
                               "FWB MemAttr 0b0001: forces Device-nGnRE (same value as without FWB)"),
 }
 
@@ -64,12 +67,23 @@ R_CMO_IINVAL = Reason("pgtable/cmo/iinval", "hyp/pgtable.c stage2_map_walker_try
                       "executable leaf: I-cache invalidated to PoU")
 R_CMO_DIC_SKIP = Reason("pgtable/cmo/dic-noop", "kvm_mmu.h __invalidate_icache_guest_page(); CTR_EL0.DIC "
                         "(S-mmuh)", "DIC: I-cache invalidation is a no-op")
+R_CMO_DCLEAN_INLINE_FWB = Reason("kvm/user_mem_abort/clean_dcache-fwb", "arch/arm64/kvm/mmu.c user_mem_abort() "
+                                 "v5.8 (S-5.8); kvm_mmu.h __clean_dcache_guest_page()",
+                                 "<=5.13: clean_dcache_guest_page() called inline, a no-op with FWB")
+R_CMO_IINVAL_INLINE = Reason("kvm/user_mem_abort/invalidate_icache", "arch/arm64/kvm/mmu.c user_mem_abort() "
+                             "v5.8 (S-5.8)", "<=5.13: exec fault: invalidate_icache_guest_page() called inline "
+                             "(I-cache to PoU)")
 R_CMO_PERM = Reason("pgtable/cmo/perm-relax", "hyp/pgtable.c stage2_attr_walker() (S-pgt)",
                     "permission relax: no D-cache maintenance; I-cache invalidated before adding X")
 
 
-def leaf_cmo(s2: str, x: bool, host: Features, perm: bool, reasons: list) -> tuple[bool, bool]:
-    """Which cache maintenance installing (or relaxing) a leaf does: (dclean, iinval)."""
+def leaf_cmo(s2: str, x: bool, host: Features, perm: bool, reasons: list, *,
+             inline: bool = False) -> tuple[bool, bool]:
+    """Which cache maintenance installing (or relaxing) a leaf does: (dclean, iinval).
+
+    ``inline``: <=5.13, where user_mem_abort() itself called clean_dcache_guest_page() on a
+    non-device translation fault and invalidate_icache_guest_page() on an exec fault (S-5.8); from
+    5.14 the page-table walker does it (S-pgt).  The outcome is the same; the reasons differ."""
     if perm:
         reasons.append(R_CMO_PERM)
         dclean = False
@@ -77,16 +91,16 @@ def leaf_cmo(s2: str, x: bool, host: Features, perm: bool, reasons: list) -> tup
         reasons.append(R_CMO_NONCACHEABLE)
         dclean = False
     elif host.fwb:
-        reasons.append(R_CMO_FWB_SKIP)
+        reasons.append(R_CMO_DCLEAN_INLINE_FWB if inline else R_CMO_FWB_SKIP)
         dclean = False
     else:
-        reasons.append(R_CMO_DCLEAN)
+        reasons.append(R_CMO_DCLEAN_INLINE if inline else R_CMO_DCLEAN)
         dclean = True
     iinval = False
     if x:
         if host.dic:
             reasons.append(R_CMO_DIC_SKIP)
         else:
-            reasons.append(R_CMO_IINVAL)
+            reasons.append(R_CMO_IINVAL_INLINE if inline else R_CMO_IINVAL)
             iinval = True
     return dclean, iinval

@@ -2,7 +2,7 @@
 
 * The vgic maps the GICv2 GICV frame with it: always Device-nGnRE (kept so in the 2023 Normal-NC
   review: "effectively a shared peripheral", Marc; "we can't relax this beyond PCIe", Catalin).
-  -EPERM under pKVM (7.1, not modelled: no protected-VM GICv2).
+  -EPERM under pKVM (7.1, TV34 G; decided in ``kvm_handle_guest_abort`` from ``Vm.on_pkvm``).
 * <=5.13: every VM_PFNMAP part of a new memslot is pre-mapped with it (rule P0).
 reference/kernel-kvm.md sections 1, 3 (P0), 8 (M-nc), TV34.
 """

@@ -36,11 +36,12 @@ from memtypes.linux.mm import Vma
 
 _SRC = "arch/arm64/kvm/mmu.c kvm_arch_prepare_memory_region()"
 
-R_OK = Reason("kvm/prepare_memory_region/ok", _SRC, "memslot accepted")
-R_DELETE = Reason("kvm/prepare_memory_region/delete", _SRC, "DELETE: nothing to check, 0")
+R_OK = Reason("kvm/prepare_memory_region/ok", f"{_SRC} (S-5.8, S-6.17, S-7.1)", "memslot accepted")
+R_DELETE = Reason("kvm/prepare_memory_region/delete", f"{_SRC} change-type filter (S-5.8, S-6.17)",
+                  "DELETE: nothing to check, 0")
 R_P1 = Reason("kvm/prepare_memory_region/P1", f"{_SRC} (S-5.8 '>=', S-6.x '>')",
               "slot end beyond the VM's IPA size: -EFAULT (when '>=' became '>' is unknown)", unverified=True)
-R_P2 = Reason("kvm/prepare_memory_region/P2", _SRC,
+R_P2 = Reason("kvm/prepare_memory_region/P2", f"{_SRC} all versions (S-5.8, S-6.17)",
               "VM_PFNMAP VMA in a slot with KVM_MEM_LOG_DIRTY_PAGES: -EINVAL")
 R_P3 = Reason("kvm/prepare_memory_region/P3", f"{_SRC} v5.14 (M-mte)",
               "5.14-6.1: MTE VM and a VM_SHARED VMA: -EINVAL")
@@ -52,7 +53,8 @@ R_P4_FLAG = Reason("kvm/prepare_memory_region/P4-flag", "variant cpfn-memslot-fl
                    "KVM_MEM_ENABLE_CACHEABLE_PFNMAP on a host without FWB && DIC: -EINVAL", unverified=True)
 R_P5 = Reason("kvm/prepare_memory_region/P5", f"{_SRC} v6.18 (M-gmem)",
               "guest_memfd slot that is not gmem-only (private-only memory; no CoCo VMs on arm64): -EINVAL")
-R_P5_OLD = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_main.c check_memory_region_flags()",
+R_P5_OLD = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_main.c check_memory_region_flags() "
+                  "before v6.18 (section 11: pre-6.18 errno for gmem slots on arm64)",
                   "before 6.18 arm64 does not accept KVM_MEM_GUEST_MEMFD (errno assumed -EINVAL)",
                   unverified=True)
 R_P6 = Reason("kvm/prepare_memory_region/P6", f"{_SRC} 7.1 (S-7.1)",
@@ -60,7 +62,7 @@ R_P6 = Reason("kvm/prepare_memory_region/P6", f"{_SRC} 7.1 (S-7.1)",
 R_P7 = Reason("kvm/prepare_memory_region/P7", f"{_SRC} 7.1 (S-7.1)",
               "protected VM: LOG_DIRTY_PAGES or READONLY slot flags: -EPERM (order vs P1/P5 assumed)",
               unverified=True)
-R_HOLES = Reason("kvm/prepare_memory_region/holes", f"{_SRC} find_vma_intersection()",
+R_HOLES = Reason("kvm/prepare_memory_region/holes", f"{_SRC} find_vma_intersection() (S-6.17; v5.8 find_vma)",
                  "holes are skipped; a slot with no VMA at all passes")
 
 

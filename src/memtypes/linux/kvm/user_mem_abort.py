@@ -21,7 +21,7 @@ from memtypes.linux.kvm.kvm_host import (
     EFAULT, EINVAL, KVM_MEM_ENABLE_CACHEABLE_PFNMAP, S2_DEVICE, S2_NC, S2_NORMAL, Fault, FaultResult, Slot,
     Vm,
 )
-from memtypes.linux.kvm.pgtable import R_CMO_DCLEAN_INLINE, R_ENC, leaf_cmo, stage2_memattr
+from memtypes.linux.kvm.pgtable import R_ENC, leaf_cmo, stage2_memattr
 from memtypes.linux.mm import PAGE, PMD, Vma
 
 WHERE = "user_mem_abort"
@@ -36,23 +36,29 @@ R_NO_VMA = Reason("kvm/user_mem_abort/no-vma", f"{_SRC} vma_lookup() (S-6.6, S-6
 # --- mapping size -----------------------------------------------------------------------------------
 R_LOGGING_PTE = Reason("kvm/user_mem_abort/logging-force-pte", f"{_SRC} memslot_is_logging (S-6.17)",
                        "dirty logging: mapped at PAGE_SIZE (force_pte)")
-R_HUGETLB = Reason("kvm/get_vma_page_shift/hugetlb", "arch/arm64/kvm/mmu.c get_vma_page_shift()",
+R_HUGETLB = Reason("kvm/get_vma_page_shift/hugetlb", "arch/arm64/kvm/mmu.c get_vma_page_shift() v5.14+ (S-6.6, S-6.17)",
                    "hugetlb VMA: mapped with its huge page size")
 R_PFNMAP_PTE_OLD = Reason("kvm/user_mem_abort/pfnmap-force-pte", f"{_SRC} v5.8 (S-5.8)",
                           "<=5.13: VM_PFNMAP always mapped at PAGE_SIZE (force_pte)")
 R_PFNMAP_BLOCK = Reason("kvm/get_vma_page_shift/pfnmap-block", "arch/arm64/kvm/mmu.c get_vma_page_shift() "
                         "v5.14+ (\"Try stage2 block mapping for host device MMIO\")",
                         "PFNMAP with hva and pa equally aligned: PMD/PUD block possible")
-R_THP = Reason("kvm/transparent_hugepage_adjust", "arch/arm64/kvm/mmu.c transparent_hugepage_adjust()",
+R_THP = Reason("kvm/transparent_hugepage_adjust", "arch/arm64/kvm/mmu.c transparent_hugepage_adjust() (S-6.6, S-6.17)",
                "PAGE_SIZE, not force_pte/force_nc, THP-backed: adjusted to a PMD block")
 # --- pfn ----------------------------------------------------------------------------------------------
-R_HWPOISON = Reason("kvm/user_mem_abort/hwpoison", f"{_SRC} kvm_send_hwpoison_signal (section 2.4)",
+R_HWPOISON = Reason("kvm/user_mem_abort/hwpoison", f"{_SRC} kvm_send_hwpoison_signal() (S-6.6, S-6.17; section 2.4)",
                     "HWPOISON pfn: SIGBUS (BUS_MCEERR_AR) to the VMM, fault handled (0)")
 # --- device decision (section 2.2) --------------------------------------------------------------------
 R_DEV_PFN_VALID = Reason("kvm/user_mem_abort/device-pfn-valid", f"{_SRC} kvm_is_device_pfn() v5.8 (S-5.8)",
                          "<=5.13: device = !pfn_valid(pfn)")
 R_DEV_MAP_MEMORY = Reason("kvm/user_mem_abort/device-map-memory", f"{_SRC} kvm_is_device_pfn() (S-6.6)",
                           "5.14-6.16: device = !pfn_is_map_memory(pfn), whatever the VMA flags")
+R_DEV_MAP_MEMORY_EARLY = Reason(
+    "kvm/user_mem_abort/device-map-memory-version", "arch/arm64/kvm/mmu.c kvm_is_device_pfn(): pfn_valid -> "
+    "pfn_is_map_memory, believed v5.14 (patch hunk seen; S-6.6 has the new form)",
+    "before 6.6 the switch from !pfn_valid to !pfn_is_map_memory is assumed to date from 5.14; the exact "
+    "version is unknown (only pmem-like pages, pfn_valid but not memblock memory, are affected)",
+    unverified=True)
 R_NOT_DEVICE = Reason("kvm/user_mem_abort/not-device", f"{_SRC} (S-6.6, S-6.17)",
                       "the pfn is linear-map memory (or, 6.17+, the VMA is neither PFNMAP nor MIXEDMAP): "
                       "not device")
@@ -65,7 +71,8 @@ R_CPFN_OK = Reason("kvm/user_mem_abort/cacheable-pfnmap", f"{_SRC} v6.17 (S-6.17
 R_CPFN_EFAULT = Reason("kvm/user_mem_abort/cacheable-pfnmap-efault", f"{_SRC} v6.17 (S-6.17, 2a8dfab26677)",
                        "6.17+: cacheable !MapMem PFNMAP/MIXEDMAP without FWB && DIC: -EFAULT (checked "
                        "before the exec check)")
-R_CPFN_LEAK = Reason("kvm/user_mem_abort/page-leak", "5f9466b50c1b (M-leak)",
+R_CPFN_LEAK = Reason("kvm/user_mem_abort/page-leak", f"{_SRC} v6.17.0; fixed by 5f9466b50c1b in 6.18 and "
+                     "6.17.y (M-leak)",
                      "6.17.0 returned this error without releasing the page (fixed in 6.18 and 6.17.y)")
 R_CPFN_ANY_HOST = Reason("kvm/user_mem_abort/cacheable-pfnmap-any-host", "variant cacheable-pfnmap-no-fwb-check",
                          "cacheable !MapMem PFNMAP kept Normal cacheable without asking for FWB/DIC")
@@ -79,15 +86,20 @@ R_LOGGING_RO = Reason("kvm/user_mem_abort/logging-clear-w", f"{_SRC} (S-6.17)",
                       "dirty logging and not a write fault: mapped read-only so the first write is logged")
 R_LOGGING_RO_71 = Reason("kvm/kvm_s2_fault_compute_prot/w", "mmu.c kvm_s2_fault_compute_prot() 7.1 (S-7.1)",
                          "7.1: W = map_writable && (device || !logging || write fault)", unverified=True)
-R_READONLY = Reason("kvm/user_mem_abort/readonly", f"{_SRC} __kvm_faultin_pfn writable",
+R_W_GUP = Reason("kvm/user_mem_abort/w-gup-writable", f"{_SRC} __kvm_faultin_pfn() 'writable' (S-6.17; "
+                 "section 11)", "non-write fault mapped writable: W follows GUP's 'writable' result, which the "
+                 "model takes as an input (a writable VMA gives W); whether a read fault really maps W depends "
+                 "on the page (e.g. COW) and is not verified", unverified=True)
+R_READONLY = Reason("kvm/user_mem_abort/readonly", f"{_SRC} __kvm_faultin_pfn() writable (S-6.6, S-6.17)",
                     "read-only memslot: not writable")
 R_ENOEXEC = Reason("kvm/user_mem_abort/exec-device", f"{_SRC} (S-6.6, S-6.17); kvm_handle_guest_abort()",
                    "exec fault on a device/force-noncacheable mapping: -ENOEXEC, injected as a guest "
                    "prefetch abort (before the MMU lock, THP and MTE)")
-R_RETRY = Reason("kvm/user_mem_abort/mmu_invalidate_retry", f"{_SRC} mmu_invalidate_retry()",
+R_RETRY = Reason("kvm/user_mem_abort/mmu_invalidate_retry", f"{_SRC} mmu_invalidate_retry() (S-6.6, S-6.17)",
                  "an MMU-notifier invalidation raced: -EAGAIN, reported as 0; the guest re-faults")
 # --- MTE (section 4) ------------------------------------------------------------------------------------
-R_MTE_SANITISE = Reason("kvm/sanitise_mte_tags", "arch/arm64/kvm/mmu.c sanitise_mte_tags() (section 4)",
+R_MTE_SANITISE = Reason("kvm/sanitise_mte_tags", "arch/arm64/kvm/mmu.c sanitise_mte_tags() v5.14+ (M-mte, "
+                        "M-mte62; section 4)",
                         "MTE VM, translation fault, not force_nc: page tags zeroed, PG_mte_tagged set")
 R_MTE_SHARED_FAULT = Reason("kvm/user_mem_abort/mte-shared", f"{_SRC} v5.14 (M-mte)",
                             "5.14-6.1: MTE VM and the VMM introduced a VM_SHARED VMA: -EFAULT")
@@ -96,6 +108,9 @@ R_MTE_ONLINE = Reason("kvm/sanitise_mte_tags/online-page", "mmu.c sanitise_mte_t
 R_MTE_NOT_ALLOWED = Reason("kvm/user_mem_abort/mte-not-allowed", f"{_SRC} kvm_vma_mte_allowed() v6.2+ (M-mte62)",
                            "MTE VM and the VMA lacks VM_MTE_ALLOWED (\"the VMM hasn't introduced a new "
                            "disallowed VMA\"): -EFAULT")
+R_MTE_SANITISE_71 = Reason("kvm/kvm_s2_fault_map/sanitise_mte_tags", "mmu.c kvm_s2_fault_map() 7.1 (S-7.1)",
+                           "7.1: the tags are sanitised when the mapping is installed, under the MMU lock "
+                           "(only the check was hoisted)", unverified=True)
 R_MTE_ORDER_71 = Reason("kvm/kvm_s2_fault_compute_prot/mte", "mmu.c 7.1 \"Hoist MTE validation check out of "
                         "MMU lock path\" (M-next71)", "7.1: the MTE check runs before the MMU lock",
                         unverified=True)
@@ -104,12 +119,13 @@ R_MTE_NO_RECHECK = Reason("kvm/user_mem_abort/mte-no-recheck", "variant mte-mems
 R_MTE_RFC_UPGRADE = Reason("kvm/user_mem_abort/mte-upgrade", "variant mte-rfc-2020 (M-mte RFC, Jun 2020)",
                            "every faulted-in Normal page is upgraded to tagged (PG_mte_tagged), no "
                            "tag-storage check")
-R_MTE_SKIP_DEVICE = Reason("kvm/user_mem_abort/mte-skip-device", f"{_SRC} (section 4)",
+R_MTE_SKIP_DEVICE = Reason("kvm/user_mem_abort/mte-skip-device", f"{_SRC} v5.14+ (S-6.6, S-6.17; section 4)",
                            "device/NC mappings are exempt from MTE sanitisation")
 # --- attribute selection (section 2.2) -------------------------------------------------------------------
-R_ATTR_NORMAL = Reason("kvm/user_mem_abort/attr-normal", f"{_SRC} attribute selection",
+R_ATTR_NORMAL = Reason("kvm/user_mem_abort/attr-normal", f"{_SRC} attribute selection (S-5.8, S-6.6, S-6.17)",
                        "not forced: stage 2 Normal cacheable")
-R_ATTR_DEVICE = Reason("kvm/user_mem_abort/attr-device", f"{_SRC} KVM_PGTABLE_PROT_DEVICE",
+R_ATTR_DEVICE = Reason("kvm/user_mem_abort/attr-device", f"{_SRC} PAGE_S2_DEVICE (S-5.8) / "
+                       "KVM_PGTABLE_PROT_DEVICE v5.14-6.8 (S-6.6)",
                        "device mapping: stage 2 Device-nGnRE")
 R_ATTR_DEVICE_NOFLAG = Reason("kvm/user_mem_abort/attr-device-noflag", f"{_SRC} v6.9+ (a39d3a966a09)",
                               "device mapping and the VMA lacks VM_ALLOW_ANY_UNCACHED: stage 2 Device-nGnRE")
@@ -121,10 +137,13 @@ R_ATTR_DEV_CACHEABLE = Reason("kvm/user_mem_abort/attr-device-cacheable", "varia
                               "device memory mapped Normal cacheable at stage 2")
 R_NV_VMA = Reason("kvm/user_mem_abort/nv-vma-memtype", "NV-Kernels mmu.c \"SAUCE: determine memory type from "
                   "VMA\" (S-NV)", "stage-2 type taken from the VMA pgprot memory type")
-R_NV_EINVAL = Reason("kvm/user_mem_abort/nv-nofwb-einval", "NV-Kernels mmu.c SAUCE (S-NV)",
-                     "no FWB and !pfn_valid: -EINVAL at fault time (scope of the check UNVERIFIED)",
-                     unverified=True)
-R_X_EXEC = Reason("kvm/user_mem_abort/x-exec", f"{_SRC} KVM_PGTABLE_PROT_X", "exec fault: executable")
+R_NV_EINVAL = Reason("kvm/user_mem_abort/nv-nofwb-einval", "NVIDIA/NV-Kernels 05400664e522 arch/arm64/kvm/mmu.c "
+                     "user_mem_abort() SAUCE (S-NV; section 2.5)",
+                     "no FWB and !pfn_valid(pfn): -EINVAL at fault time, whatever the memory type (KVM could "
+                     "not clean the D-cache through the linear map); checked under the MMU lock after the "
+                     "-ENOEXEC, THP and MTE steps")
+R_X_EXEC = Reason("kvm/user_mem_abort/x-exec", f"{_SRC} KVM_PGTABLE_PROT_X (S-5.8 needs_exec, S-6.6, S-6.17)",
+                  "exec fault: executable")
 R_X_DIC = Reason("kvm/user_mem_abort/x-dic", f"{_SRC}; <=5.13 PAGE_S2_XN is 0 under DIC",
                  "DIC host: Normal mappings executable up front")
 
@@ -141,6 +160,8 @@ def _device_decision(rules: Rules, host: Features, slot: Slot, vma: Vma, rs: lis
         rs.append(R_DEV_PFN_VALID)
         return True, True, None
     if test == eras.DEV_MAP_MEMORY:
+        if rules.map_memory_unverified and phys.pfn_valid != phys.map_memory:
+            rs.append(R_DEV_MAP_MEMORY_EARLY)     # the two tests disagree here (pmem)
         if phys.map_memory:
             rs.append(R_NOT_DEVICE)
             return False, False, None
@@ -204,28 +225,49 @@ def _attr(rules: Rules, host: Features, vma: Vma, force_nc: bool, rs: list) -> s
     return S2_DEVICE
 
 
-def _mte(rules: Rules, vma: Vma, rs: list) -> tuple[bool, str | None]:
-    """MTE branch for a translation fault on a non-force_nc mapping in an MTE VM:
-    (sanitised, errno)."""
+def _mte_check(rules: Rules, vma: Vma, rs: list) -> str | None:
+    """MTE check for a translation fault on a non-force_nc mapping in an MTE VM: errno or None."""
     if rules.mte_upgrade_any:
-        rs.append(R_MTE_RFC_UPGRADE)
-        return True, None
+        return None
     check = rules.mte_fault_check
     if check == eras.MTE_FAULT_SHARED_ONLINE:
         if vma.shared:
             rs.append(R_MTE_SHARED_FAULT)
-            return False, EFAULT
+            return EFAULT
         if not vma.phys.online:
             rs.append(R_MTE_ONLINE)
-            return False, EFAULT
+            return EFAULT
     elif check == eras.MTE_FAULT_ALLOWED:
         if not vma.mte_allowed:
             rs.append(R_MTE_NOT_ALLOWED)
-            return False, EFAULT
+            return EFAULT
     else:
         rs.append(R_MTE_NO_RECHECK)
-    rs.append(R_MTE_SANITISE)
-    return True, None
+        if rules.mte_memslot_rule == eras.MTE_SLOT_SHARED and not vma.phys.online:
+            # 5.14-6.1: the pfn_to_online_page() test is inside sanitise_mte_tags() itself, a page
+            # test rather than the VMA re-check the variant removes (section 4)
+            rs.append(R_MTE_ONLINE)
+            return EFAULT
+    return None
+
+
+def _mte_sanitise(rules: Rules, rs: list) -> bool:
+    """sanitise_mte_tags() (or the 2020 RFC's upgrade) once the check passed: True (tagged)."""
+    if rules.mte_upgrade_any:
+        rs.append(R_MTE_RFC_UPGRADE)
+    elif rules.mte_check_before_lock:
+        rs.append(R_MTE_SANITISE_71)
+    else:
+        rs.append(R_MTE_SANITISE)
+    return True
+
+
+def _mte(rules: Rules, vma: Vma, rs: list) -> tuple[bool, str | None]:
+    """Check, then sanitise: (sanitised, errno)."""
+    err = _mte_check(rules, vma, rs)
+    if err is not None:
+        return False, err
+    return _mte_sanitise(rules, rs), None
 
 
 @lru_cache(maxsize=65536)
@@ -266,9 +308,6 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
     device, force_nc, err = _device_decision(rules, host, slot, vma, rs)
     if err is not None:
         return FaultResult("error", errno=err, where=WHERE, reasons=tuple(rs))
-    if rules.vma_memtype_decides and not host.fwb and not vma.phys.pfn_valid and vma.cacheable:
-        rs.append(R_NV_EINVAL)
-        return FaultResult("error", errno=EINVAL, where=WHERE, reasons=tuple(rs))
 
     # write permission
     writable = vma.writable and not slot.readonly
@@ -294,7 +333,7 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
     mte_applies = vm.mte and not fault.perm and not force_nc
     if rules.mte_check_before_lock and mte_applies:
         rs.append(R_MTE_ORDER_71)
-        sanitised, err = _mte(rules, vma, rs)
+        err = _mte_check(rules, vma, rs)
         mte_checked = True
         if err is not None:
             return FaultResult("error", errno=err, where="kvm_s2_fault_compute_prot", reasons=tuple(rs))
@@ -308,12 +347,18 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
         rs.append(R_THP)
         size = PMD
 
-    if mte_applies and not mte_checked:
+    if mte_applies and mte_checked:
+        sanitised = _mte_sanitise(rules, rs)
+    elif mte_applies:
         sanitised, err = _mte(rules, vma, rs)
         if err is not None:
             return FaultResult("error", errno=err, where=WHERE, reasons=tuple(rs))
     elif vm.mte and force_nc:
         rs.append(R_MTE_SKIP_DEVICE)
+
+    if rules.vma_memtype_decides and not host.fwb and not vma.phys.pfn_valid:
+        rs.append(R_NV_EINVAL)
+        return FaultResult("error", errno=EINVAL, where=WHERE, reasons=tuple(rs))
 
     s2 = _attr(rules, host, vma, force_nc, rs)
     x = False
@@ -323,10 +368,10 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
     elif s2 == S2_NORMAL and host.dic:
         rs.append(R_X_DIC)
         x = True
+    if writable and not fault.write:
+        rs.append(R_W_GUP)
     rs.append(R_ENC[(s2, host.fwb)])
-    if rules.inline_cmo and s2 == S2_NORMAL and not host.fwb and not fault.perm:
-        rs.append(R_CMO_DCLEAN_INLINE)
-    dclean, iinval = leaf_cmo(s2, x, host, fault.perm, rs)
+    dclean, iinval = leaf_cmo(s2, x, host, fault.perm, rs, inline=rules.inline_cmo)
     return FaultResult("map", s2=s2, memattr=stage2_memattr(s2, host.fwb), where=WHERE, w=writable,
                        x=x, size=size, dclean=dclean, iinval=iinval, mte_sanitised=sanitised,
                        tagged=sanitised, reasons=tuple(rs))

@@ -103,12 +103,13 @@ register(Variant(
 register(Variant(
     "cpfn-memslot-flag", FROM_6_9,
     {"device_test": _eras.DEV_PFNMAP_MAP_MEMORY, "cacheable_pfnmap": True, "cpfn_slot_flag": True,
-     "cpfn_memslot_check": True},
+     "cpfn_memslot_check": True, "cap_cacheable_pfnmap": True},
     Reason("variant/cpfn-memslot-flag",
            "\"KVM: arm64: Map GPU device memory as cacheable\" v4-v6 (2025; flag removed in v7, M-cpfn)",
            "cacheable PFNMAP only in memslots created with KVM_MEM_ENABLE_CACHEABLE_PFNMAP (needs "
            "FWB && DIC, else -EINVAL); without the flag a cacheable !MapMem PFNMAP is mapped as before "
-           "6.17 (DEVICE/NC)", unverified=True)))
+           "6.17 (DEVICE/NC); the series also added KVM_CAP_ARM_CACHEABLE_PFNMAP_SUPPORTED (243) "
+           "alongside the flag", unverified=True)))
 register(Variant(
     "nvidia-vma-memtype", ("6.2", "6.9"),
     {"normal_nc": True, "vma_memtype_decides": True},
