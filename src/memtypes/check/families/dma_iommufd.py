@@ -18,8 +18,27 @@ host reads once unpinned (reuse).  The KVM-VFIO FILE_ADD of ``hnc`` happens at s
 Kernels: iommufd and the device-capability answer of ``vfio_file_enforced_coherent`` both date
 from v6.2, so ``6.2`` (first iommufd era) and ``6.9`` (the series' base) are checked; the model's
 rules are the same in both (later eras only change x86 EPT memtype details, section 2.6).
-``coherency-reported`` here is KVM's registration only: iommufd has no VFIO_DMA_CC_IOMMU (the v1
-counter is internal; its underflow shows up as a missed flush, device-reads-owner-data).
+``coherency-reported`` here is KVM's registration, plus (TV26) no hwpt that reports
+enforce_cache_coherency while a device can still reach SNP=0 PTEs through it; iommufd has no
+VFIO_DMA_CC_IOMMU (the v1 counter is internal; its underflow shows up as a missed flush,
+device-reads-owner-data).
+
+Params (JSON; ``default_params`` below), besides the bounds above (``fail``, ``map_fail``,
+``kvm``, ``guest_write``, ``data_pages``, ``cc_reads``, ``destroy``):
+
+* ``tv26`` (default ``false``): the Intel VT-d in-place "upgrade" (kernel-vfio.md 2.2, 2.3, 5 item
+  2, TV26).  Adds ``hnc`` detach (its hwpt and mappings stay), the attach of the CC-capable
+  ``hcc`` to ``hnc``'s hwpt on ``B`` (iommufd asks the domain to enforce coherency), ``hcc`` reads
+  at both IOVAs, and the KVM-VFIO FILE_ADD of ``hcc`` at start.  On ``6.2`` (<= v6.6, before
+  e645c20e8e9c) a second-stage upgrade succeeds with the old PTEs still SNP=0, so
+  ``coherency-reported`` is violated in every variant; on ``6.9`` (v6.7+) the attach fails with
+  -EINVAL once the domain has had mappings, and the property holds.  (6.6.y carries the fix too
+  per the reference; exact stable release UNVERIFIED, the model splits at 6.7.)
+* ``stage`` (default ``"second"``): ``"second"`` or ``"first"``, the Intel stage of ``hnc``'s hwpt;
+  a first-stage upgrade sets PGSNP for every mapping and is allowed in every era.
+
+From the API: ``run_matrix([FAMILY], kernel="6.2", params={"dma-iommufd": {"tv26": True}})``
+(or ``FAMILY.build("6.2", variant, {**FAMILY.default_params, "tv26": True})``).
 """
 
 from __future__ import annotations
@@ -42,6 +61,11 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
     map_fail = bool(params.get("map_fail", False))
     cc_reads = bool(params.get("cc_reads", False))
     destroy = bool(params.get("destroy", False))
+    tv26 = bool(params.get("tv26", False))
+    stage = str(params.get("stage", "second"))
+    if stage not in ("second", "first"):
+        raise ValueError(f"stage must be 'second' or 'first', not {stage!r}")
+    fs = stage == "first"
     data = tuple(int(p) for p in params.get("data_pages", (1,)))
     env = make_env(variant_name(variant), kernel, npages=2,
                    groups=(Group("hcc", nc=False), Group("hnc", nc=True)))
@@ -50,6 +74,8 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         # The VMM adds the device to the KVM-VFIO device at start (v6.2+: the device capability
         # decides, so the order does not matter; section 2.4).
         s0 = apply(env, s0, ("kvm_add", "hnc"))[0]
+        if tv26:
+            s0 = apply(env, s0, ("kvm_add", "hcc"))[0]
     H = ("hcc", "hnc")
     alpha = []
 
@@ -63,8 +89,14 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         return False
 
     for io, h in (("A", "hcc"), ("B", "hnc")):
-        add(act("iommufd", "hwpt_alloc", ioas=io, dev=h), ("hwpt_alloc", io, h),
-            lambda s, h=h: iommufd.hwpt_of(s, h) is None)
+        op = ("hwpt_alloc", io, h, {"fs": True}) if fs and h == "hnc" else ("hwpt_alloc", io, h)
+        add(act("iommufd", "hwpt_alloc", ioas=io, dev=h), op,
+            lambda s, h=h: iommufd.hwpt_of(s, h) is None and iommufd.dev_hwpt(s, h) is None)
+    if tv26:
+        add(act("iommufd", "dev_detach", dev="hnc"), ("dev_detach", "hnc"),
+            lambda s: iommufd.dev_hwpt(s, "hnc") is not None)
+        add(act("iommufd", "dev_attach", dev="hcc", hwpt="hnc"), ("dev_attach", "hcc", "hnc"),
+            lambda s: iommufd.dev_hwpt(s, "hcc") is None and iommufd.hwpt_of(s, "hnc") is not None)
     if fail:
         add(act("iommufd", "hwpt_alloc", ioas="B", dev="hcc", fail="add_domain"),
             ("hwpt_alloc", "B", "hcc", {"fail": True}),
@@ -96,7 +128,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
             add(act("guest", "cpu_write", page=p, value="G"), ("guest_write", p, "G"),
                 lambda s, p=p: iommufd.pinned(env, s)[p])
     for i in (0, 1):
-        for h in (H if cc_reads else ("hnc",)):
+        for h in (H if cc_reads or tv26 else ("hnc",)):
             add(act(h, "dev_read", iova=i), ("dev_read", h, i),
                 lambda s, h=h, i=i: iommufd.resolve(s, h, i) is not None)
     for i in data:
@@ -116,8 +148,10 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         return True
 
     def coherency(s) -> bool:
+        if iommufd.stale_path(s):
+            return False                      # TV26: "coherent" hwpt with SNP=0 PTEs in use
         for f in s.kvm_files:
-            r = iommufd.hwpt_of(s, f)
+            r = iommufd.dev_hwpt(s, f)
             if r is not None and r[1][1] and not s.kvm_nc:
                 return False
         return True
@@ -151,7 +185,8 @@ FAMILY = Family(
                 "destroy, injected failures, CPU caches and a non-snooping device",
     build=build,
     default_params={"fail": True, "map_fail": False, "kvm": True, "guest_write": False,
-                    "data_pages": [1], "cc_reads": False, "destroy": False},
+                    "data_pages": [1], "cc_reads": False, "destroy": False, "tv26": False,
+                    "stage": "second"},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),

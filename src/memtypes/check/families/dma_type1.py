@@ -9,6 +9,13 @@ release; guest CPU read/write of pinned pages; device read (both groups) and non
 (``gnc``); eviction of any cached line; host read of an unpinned page (reuse); KVM-VFIO
 FILE_ADD of ``gnc``.
 
+Param ``emulated`` (default ``false``): adds the emulated (mdev) group ``gem``: its attach and
+detach, VFIO_PIN_PAGES / VFIO_UNPIN_PAGES of each page by its device (vpfn refcount bounded by 2),
+its CPU-side (coherent) reads of pinned pages; UNMAP_DMA then notifies it to unpin first
+(kernel-vfio.md 3.2).  The other params bound the default alphabet: ``pages`` (1), ``probe``
+(fgsp-window probe attach), ``fail`` (injected replay / map failures), ``kvm`` (FILE_ADD of
+``gnc``).
+
 Kernels: the DMA rules of type1 do not depend on the arm64 KVM eras.  What changes is what KVM is
 told (section 2.4): ``5.14`` stands for <= v6.1, where ``vfio_file_enforced_coherent`` of a group
 without a container is "coherent" (FILE_ADD before attach leaves KVM unregistered: TV24, so
@@ -94,6 +101,8 @@ class DmaModel:
                 parts.append(f"error {e[1]} in {e[2]}")
             elif e[0] == "kvm":
                 parts.append(f"kvm {e[1]} non-coherent DMA")
+            elif e[0] == "notify":
+                parts.append(f"notify emulated devices to unpin({','.join(e[1])})")
             elif e[0] == "skip":
                 parts.append(f"no CLFLUSH on {e[1]} (uncacheable)")
         if not any(e[0].startswith("F@") for e in ev):
@@ -120,8 +129,11 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
     probe = bool(params.get("probe", True))
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
-    env = make_env(variant_name(variant), kernel, npages=n,
-                   groups=(Group("gcc", nc=False), Group("gnc", nc=True)))
+    emulated = bool(params.get("emulated", False))
+    groups = (Group("gcc", nc=False), Group("gnc", nc=True))
+    if emulated:
+        groups += (Group("gem", emulated=True),)
+    env = make_env(variant_name(variant), kernel, npages=n, groups=groups)
     s0 = type1.initial(env)
     G = ("gcc", "gnc")
     alpha = []
@@ -151,6 +163,18 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         add(act("vfio", "unmap_dma", iova=p, pages=1), ("unmap", p, 1),
             lambda s, p=p: any(d[0] == p for d in s.dmas))
     add(act("vfio", "release"), ("release",), lambda s: s.iommu)
+    if emulated:
+        add(act("vfio", "attach", group="gem"), ("attach", "gem"),
+            lambda s: "gem" not in s.emulated)
+        add(act("vfio", "detach", group="gem"), ("detach", "gem"), lambda s: "gem" in s.emulated)
+        for p in range(n):
+            add(act("gem", "pin_pages", iova=p), ("pin_pages", "gem", p),
+                lambda s, p=p: "gem" in s.emulated and s.vpfn[p] < 2
+                and any(d[0] <= p < d[0] + d[1] for d in s.dmas))
+            add(act("gem", "unpin_pages", iova=p), ("unpin_pages", "gem", p),
+                lambda s, p=p: s.vpfn[p] > 0)
+            add(act("gem", "dev_read", iova=p), ("dev_read", "gem", p),
+                lambda s, p=p: "gem" in s.emulated and s.vpfn[p] > 0)
     for p in range(n):
         add(act("guest", "cpu_read", page=p), ("guest_read", p), lambda s, p=p: s.pins[p] > 0)
         add(act("guest", "cpu_write", page=p, value="G"), ("guest_write", p, "G"),
@@ -193,6 +217,8 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         Property("page-unpinned", "sometimes", lambda s: s.unpinned),
         Property("nc-domain-attached", "sometimes", lambda s: type1.nc_domains(s) > 0),
     ]
+    if emulated:
+        props.append(Property("external-pin-held", "sometimes", lambda s: any(s.vpfn)))
     return DmaModel(f"dma-type1[{kernel},{variant}]", env, s0, alpha, props)
 
 
@@ -201,7 +227,7 @@ FAMILY = Family(
     description="VFIO type1: coherent and non-coherent domains, pin/map/unmap/unpin, replay, "
                 "fgsp, injected map failures, CPU caches and a non-snooping device",
     build=build,
-    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True},
+    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),

@@ -12,8 +12,11 @@ Run a sequence::
 Ops (tuples; a trailing dict gives keyword arguments):
 
 * type1: ``attach g [{probe, fail_at}]``, ``detach g``, ``map start n [{fail_at}]``,
-  ``unmap start n``, ``release``, ``cc_iommu`` (reports VFIO_DMA_CC_IOMMU as a read);
-* iommufd: ``hwpt_alloc ioas hid [{fail}]``, ``hwpt_destroy hid``,
+  ``unmap start n``, ``release``, ``cc_iommu`` (reports VFIO_DMA_CC_IOMMU as a read),
+  ``pin_pages g page`` / ``unpin_pages g page`` (VFIO_PIN_PAGES/UNPIN_PAGES by the emulated
+  device of mdev group ``g``; ``dev_read g page`` of an emulated group reads through the CPU);
+* iommufd: ``hwpt_alloc ioas hid [{fail, fs}]``, ``hwpt_destroy hid``,
+  ``dev_detach dev``, ``dev_attach dev hid`` (attach to an existing hwpt; TV26 upgrade),
   ``ioas_map ioas iova first n [{fail}]``, ``ioas_copy src src_iova n dst dst_iova [{fail}]``,
   ``ioas_unmap ioas iova n``;
 * both: ``dev_read dev page|iova``, ``dev_write dev page|iova [v]``, ``guest_read p``,
@@ -110,11 +113,13 @@ def apply(env: Env, s, op: tuple):
         if name == "cc_iommu":
             return s, (("read", "VFIO_DMA_CC_IOMMU", "", type1.cc_iommu(env, s)),)
         fn = {"attach": type1.attach, "detach": type1.detach, "map": type1.map_dma,
-              "unmap": type1.unmap_dma, "release": type1.release}.get(name)
+              "unmap": type1.unmap_dma, "release": type1.release,
+              "pin_pages": type1.pin_pages, "unpin_pages": type1.unpin_pages}.get(name)
     else:
         fn = {"hwpt_alloc": iommufd.hwpt_alloc, "hwpt_destroy": iommufd.hwpt_destroy,
               "ioas_map": iommufd.ioas_map, "ioas_copy": iommufd.ioas_copy,
-              "ioas_unmap": iommufd.ioas_unmap}.get(name)
+              "ioas_unmap": iommufd.ioas_unmap, "dev_attach": iommufd.dev_attach,
+              "dev_detach": iommufd.dev_detach}.get(name)
     if fn is None:
         raise ValueError(f"unknown DMA operation {name!r}")
     return fn(env, s, *args, **kw)

@@ -15,7 +15,8 @@ A step returns ``(state, events)``.  ``events`` is a tuple of short tuples, in o
   later eviction would change the value);
 * ``("zero", pages)`` the kernel's zero fill at pin; ``("skip", page)`` a flush call that does no
   CLFLUSH (host-uncacheable PFN, TV18); ``("kvm", "register"|"unregister")``;
-  ``("wbinvd", real)``; ``("err", errno, where)`` an ioctl failure.
+  ``("wbinvd", real)``; ``("err", errno, where)`` an ioctl failure; ``("notify", pages)`` type1
+  UNMAP_DMA asking the emulated devices to unpin their external pins in the range.
 
 Events are never stored in states, so states stay small and the checker sees no history.
 """

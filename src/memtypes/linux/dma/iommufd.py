@@ -9,15 +9,23 @@ State (:class:`Fd`, an immutable NamedTuple):
   non-coherent" bit (Jason <20240521160442.GI20229@nvidia.com>); pid = smallest free int;
 * ``ioas``: ``(name, areas, hwpts, cnt)``; ``areas`` = ``(iova, pid, off, n)`` sorted by IOVA,
   each a (sub-)slice ``off..off+n-1`` of one pages object -- several areas, even in several
-  IOASes, can share one pages object (IOAS_COPY); ``hwpts`` = ``(hid, nc)`` in insertion order
-  (the first is the storage domain); ``cnt`` = ``noncoherent_domain_cnt`` (v1: an unsigned
+  IOASes, can share one pages object (IOAS_COPY); ``hwpts`` = ``(hid, nc, fs, hm, snp0, devs)``
+  in insertion order (the first is the storage domain): ``nc`` the hwpt does not enforce cache
+  coherency; ``fs`` an Intel VT-d first-stage domain (PGSNP in the PASID entry) rather than a
+  second-stage one (SNP per PTE); ``hm`` Intel's ``has_mappings`` (v6.7+, e645c20e8e9c: set by
+  the first map, never cleared -- UNVERIFIED beyond the reference's "fails if has_mappings";
+  recorded only where it can decide something: NC second-stage hwpts on v6.7+); ``snp0`` the
+  IOVAs whose PTEs were written with SNP=0 before an in-place "upgrade" of a second-stage domain
+  (<= v6.6, TV26) and are still mapped; ``devs`` the devices attached; ``cnt`` = ``noncoherent_domain_cnt`` (v1: an unsigned
   32-bit counter that *can underflow*, TV27; reviewed: maintained in add/remove_domain);
 * ``kvm_files``/``kvm_nc``, ``dev_read``/``bad_read``/``unpinned`` as in type1.
 
 Each pages object pins its own span: ``(pid, page)`` is pinned iff an area of ``pid`` covering
 ``page`` lies in an IOAS with at least one hwpt (domains hold the pins; in-kernel accesses are not
-modelled); a physical page is pinned while any pages object pins it.  Hwpt ids are the device names (one device
-per hwpt: IOMMU_HWPT_ALLOC for that device, then attach).
+modelled); a physical page is pinned while any pages object pins it.  Hwpt ids are the names of
+the devices they were allocated for (IOMMU_HWPT_ALLOC for that device, then attach); a device can
+later be detached (the hwpt and its mappings stay) and another device attached to the hwpt
+(``dev_attach``, TV26).  The IOMMU is Intel VT-d where the enforce op matters (section 2.2).
 """
 
 from __future__ import annotations
@@ -99,10 +107,19 @@ def pinned(env: Env, s: Fd) -> list:
 
 
 def hwpt_of(s: Fd, hid: str):
-    """``(ioas index, (hid, nc))`` or None."""
+    """``(ioas index, hwpt record)`` of hwpt ``hid``, or None."""
     for i, io in enumerate(s.ioas):
         for h in io[2]:
             if h[0] == hid:
+                return i, h
+    return None
+
+
+def dev_hwpt(s: Fd, dev: str):
+    """``(ioas index, hwpt record)`` of the hwpt device ``dev`` is attached to, or None."""
+    for i, io in enumerate(s.ioas):
+        for h in io[2]:
+            if dev in h[5]:
                 return i, h
     return None
 
@@ -111,16 +128,32 @@ def nc_hwpts(s: Fd, name: str) -> int:
     return sum(1 for h in s.ioas[_ioas_index(s, name)][2] if h[1])
 
 
-def resolve(s: Fd, hid: str, iova: int):
-    """``(phys page, nc)`` a device attached to hwpt ``hid`` reaches at ``iova``, or None."""
-    r = hwpt_of(s, hid)
+def resolve(s: Fd, dev: str, iova: int):
+    """``(phys page, ns)`` device ``dev`` reaches at ``iova`` through its hwpt, or None.  ``ns``:
+    the access can be non-snooped -- an NC hwpt (worst case, section 6), or an old SNP=0 PTE of
+    an upgraded second-stage hwpt (TV26: Snoop Control forces snoop only where SNP=1)."""
+    r = dev_hwpt(s, dev)
     if r is None:
         return None
+    h = r[1]
     io = s.ioas[r[0]]
     for ar in io[1]:
         if ar[0] <= iova < ar[0] + ar[3]:
-            return area_pages(s, ar)[iova - ar[0]], r[1][1]
+            return area_pages(s, ar)[iova - ar[0]], h[1] or iova in h[4]
     return None
+
+
+def stale_path(s: Fd) -> bool:
+    """A hwpt that reports enforce_cache_coherency with a device attached still has SNP=0 PTEs
+    (TV26, <= v6.6): coherent by every report, non-coherent in fact."""
+    return any(not h[1] and h[4] and h[5] for io in s.ioas for h in io[2])
+
+
+def _tracks_hm(env: Env, nc: bool, fs: bool) -> bool:
+    """Whether Intel's has_mappings can decide an enforce: only on v6.7+ (e645c20e8e9c; in
+    6.6.y too per the reference -- the exact stable release UNVERIFIED, the model keeps 6.6 on
+    the old side as the brief's TV26 split does), second stage, not yet enforcing."""
+    return nc and not fs and env.kernel.at_least(6, 7)
 
 
 def _set_bit(pages: tuple, pid: int) -> tuple:
@@ -175,7 +208,7 @@ def _batch_unpin(env: Env, s: Fd, pages: tuple, area, was, now, lines, ev) -> bo
 
 # -- ioctls ----------------------------------------------------------------------------------------
 
-def hwpt_alloc(env: Env, s: Fd, ioas: str, hid: str, *, fail: bool = False):
+def hwpt_alloc(env: Env, s: Fd, ioas: str, hid: str, *, fail: bool = False, fs: bool = False):
     """IOMMU_HWPT_ALLOC for device ``hid`` on ``ioas`` and attach (iommufd_hwpt_paging_alloc).
 
     Coherency: a device with IOMMU_CAP_ENFORCE_CACHE_COHERENCY gets a CC hwpt (enforce before
@@ -185,8 +218,9 @@ def hwpt_alloc(env: Env, s: Fd, ioas: str, hid: str, *, fail: bool = False):
     execution).  Reviewed: counted inside iopt_table_add_domain (Jason
     <20240509141332.GP4650@nvidia.com>), nothing to unwind.  ``fail``: iopt_table_add_domain fails
     before filling any area (e.g. -ENOMEM reserving the xarray slot) -- choice of the model.
-    Success: iopt_area_fill_domain for every area (pin, zero fill, F@fill_domain per variant)."""
-    if hwpt_of(s, hid) is not None:
+    Success: iopt_area_fill_domain for every area (pin, zero fill, F@fill_domain per variant).
+    ``fs``: an Intel first-stage domain (else second stage), the TV26 "stage" choice."""
+    if hwpt_of(s, hid) is not None or dev_hwpt(s, hid) is not None:
         return s, (("err", "EBUSY", "iommufd_device_attach"),)
     nc = env.group(hid).nc
     i = _ioas_index(s, ioas)
@@ -202,7 +236,8 @@ def hwpt_alloc(env: Env, s: Fd, ioas: str, hid: str, *, fail: bool = False):
                 (("err", "ENOMEM", "iopt_table_add_domain"),))
     if v == V.REVIEWED and nc:
         cnt += 1                              # counted inside iopt_table_add_domain
-    io = (name, areas, hwpts + ((hid, nc),), cnt)
+    hm = _tracks_hm(env, nc, fs) and bool(areas)   # iopt_table_add_domain fills every area
+    io = (name, areas, hwpts + ((hid, nc, fs, hm, (), (hid,)),), cnt)
     newio = s.ioas[:i] + (io,) + s.ioas[i + 1:]
     ev = []
     lines, pop = list(s.lines), list(s.populated)
@@ -256,6 +291,10 @@ def _add_area(env: Env, s: Fd, i: int, area, pages: tuple, fail: bool, where: st
     for ar in areas:
         if ar[0] < area[0] + area[3] and area[0] < ar[0] + ar[3]:
             return s, (("err", "EEXIST", where),)
+    if not fail:
+        # the fill maps into every domain: Intel sets has_mappings (second stage, v6.7+)
+        hwpts = tuple((h[0], h[1], h[2], True, h[4], h[5]) if _tracks_hm(env, h[1], h[2])
+                      else h for h in hwpts)
     io = (name, tuple(sorted(areas + (area,))), hwpts, cnt)
     newio = s.ioas[:i] + (io,) + s.ioas[i + 1:]
     s2 = s._replace(pages=pages)
@@ -316,6 +355,10 @@ def ioas_unmap(env: Env, s: Fd, ioas: str, iova: int, n: int):
             keep.append(ar)
     if not gone:
         return s, (("err", "ENOENT", "iopt_unmap_iova"),)
+    # the old SNP=0 PTEs of the unmapped IOVAs are gone; a new map writes SNP=1 (TV26)
+    dead = {ar[0] + k for ar in gone for k in range(ar[3])}
+    hwpts = tuple((h[0], h[1], h[2], h[3], tuple(x for x in h[4] if x not in dead), h[5])
+                  if h[4] else h for h in hwpts)
     newio = s.ioas[:i] + ((name, tuple(keep), hwpts, cnt),) + s.ioas[i + 1:]
     ev = []
     lines = list(s.lines)
@@ -330,10 +373,78 @@ def ioas_unmap(env: Env, s: Fd, ioas: str, iova: int, n: int):
                       unpinned=s.unpinned or un), tuple(ev)
 
 
+# -- attach / detach of devices to existing hwpts (TV26) ---------------------------------------
+
+def dev_detach(env: Env, s: Fd, dev: str):
+    """IOMMU detach of ``dev`` (iommufd_device_detach): the device leaves its hwpt; the hwpt, its
+    domain in the IOAS, its mappings and the pins stay (the user still owns the hwpt object)."""
+    r = dev_hwpt(s, dev)
+    if r is None:
+        return s, (("err", "ENODEV", "iommufd_device_detach"),)
+    i, h = r
+    name, areas, hwpts, cnt = s.ioas[i]
+    nh = (h[0], h[1], h[2], h[3], h[4], tuple(x for x in h[5] if x != dev))
+    hwpts = tuple(nh if x[0] == h[0] else x for x in hwpts)
+    return s._replace(ioas=s.ioas[:i] + ((name, areas, hwpts, cnt),) + s.ioas[i + 1:]), ()
+
+
+def dev_attach(env: Env, s: Fd, dev: str, hid: str):
+    """IOMMU_DEVICE_ATTACH of ``dev`` to the existing hwpt ``hid`` (iommufd_device_attach ->
+    iommufd_hwpt_attach_device; section 2.3; Intel VT-d enforce op, section 2.2), in order:
+
+    1. ``dev`` already attached: -EBUSY; no such hwpt: -ENOENT;
+    2. ``dev`` is not IOMMU_CAP_ENFORCE_CACHE_COHERENCY-capable (its IOMMU lacks Snoop Control)
+       and the hwpt enforces: the driver refuses (Intel 9d6ab26a75f4, v5.19) -> -EINVAL;
+    3. ``dev`` capable and the hwpt does not enforce: iommufd "upgrades" it
+       (iommufd_hwpt_paging_enforce_cc); failure -> attach -EINVAL.  intel_iommu_enforce_cache_
+       coherency:
+       a. an attached device's IOMMU lacks Snoop Control (domain_support_force_snooping): fails;
+       b. first stage: PGSNP set in the PASID entry of every attached device -- every mapping,
+          old or new, is snooped: succeeds;
+       c. second stage, v6.7+ (e645c20e8e9c "support enforce_cache_coherency only for empty
+          domains", Lu Baolu <20231114011036.70142-1-baolu.lu@linux.intel.com>, Fixes
+          fc0051cb9590; also in 6.6.y per the reference, stable release UNVERIFIED):
+          ``has_mappings`` -> fails;
+       d. second stage, <= v6.6 (before that fix): ``set_pte_snp`` -- only *future* PTEs get SNP;
+          the PTEs already there keep SNP=0 (``snp0``): accesses through those IOVAs stay
+          non-snooped while the hwpt, and KVM (v6.2+: device capability, section 2.4), report
+          coherent (section 5 item 2);
+    4. the device joins the hwpt.
+    The flush series' NC counters are not touched by the upgrade (neither v1 nor the review
+    hooks this path; from the diff, UNVERIFIED): a later destroy of the now-CC hwpt does not
+    decrement, which can only over-flush."""
+    if dev_hwpt(s, dev) is not None:
+        return s, (("err", "EBUSY", "iommufd_device_attach"),)
+    r = hwpt_of(s, hid)
+    if r is None:
+        return s, (("err", "ENOENT", "iommufd_device_attach"),)
+    i, h = r
+    capable = not env.group(dev).nc
+    nc, snp0 = h[1], h[4]
+    if not capable and not nc:
+        return s, (("err", "EINVAL", "intel_iommu_attach_device (no Snoop Control)"),)
+    if capable and nc:
+        if any(env.group(d).nc for d in h[5]):
+            return s, (("err", "EINVAL", "iommufd_hwpt_paging_enforce_cc (no Snoop Control)"),)
+        if h[2]:
+            snp0 = ()                          # first stage: PGSNP covers every mapping
+        elif h[3]:
+            return s, (("err", "EINVAL", "iommufd_hwpt_paging_enforce_cc (has_mappings)"),)
+        else:
+            io = s.ioas[i]
+            snp0 = tuple(sorted(ar[0] + k for ar in io[1] for k in range(ar[3])))
+        nc = False
+    nh = (h[0], nc, h[2], h[3], snp0, h[5] + (dev,))
+    name, areas, hwpts, cnt = s.ioas[i]
+    hwpts = tuple(nh if x[0] == hid else x for x in hwpts)
+    return s._replace(ioas=s.ioas[:i] + ((name, areas, hwpts, cnt),) + s.ioas[i + 1:]), ()
+
+
 # -- devices ------------------------------------------------------------------------------------
 
 def dev_read(env: Env, s: Fd, hid: str, iova: int):
-    """The device attached to hwpt ``hid`` reads ``iova``: NS through an NC hwpt (DRAM)."""
+    """Device ``hid`` reads ``iova`` through its hwpt: NS through an NC hwpt or an old SNP=0 PTE
+    (DRAM), snooped otherwise."""
     r = resolve(s, hid, iova)
     if r is None:
         return s, (("err", "FAULT", f"iommu fault {hid}"),)
@@ -362,6 +473,11 @@ REASONS = {
     "tv22": Reason("iommufd/v1/sub-slice-gap", "Jason Gunthorpe 2024-05-14 in <ZkRe/HeAIgscsYZw@...>",
                    "a per-pages flushed bit misses sub-slice areas created by IOAS_COPY",
                    unverified=True),
+    "tv26": Reason("intel-iommu/enforce-cc/empty-only", "drivers/iommu/intel/iommu.c "
+                   "intel_iommu_enforce_cache_coherency, e645c20e8e9c "
+                   "<20231114011036.70142-1-baolu.lu@linux.intel.com> (v6.7; 6.6.y UNVERIFIED)",
+                   "a second-stage domain with mappings cannot be upgraded; before, old PTEs kept "
+                   "SNP=0 under a domain reported coherent", unverified=True),
     "tv27": Reason("iommufd/v1/cnt-underflow", f"{SRC}/hw_pagetable.c iommufd_hwpt_paging_alloc "
                    f"out_detach, 5/5 {V1_PATCH}",
                    "a CC hwpt whose iopt_table_add_domain fails decrements the NC counter",

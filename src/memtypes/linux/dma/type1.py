@@ -14,7 +14,12 @@ State (:class:`T1`, an immutable NamedTuple of tuples; no dicts or lists):
   ``cache_flush_required`` / reviewed ``is_noncoherent`` (always False upstream);
 * ``has_nc`` (v1 ``has_noncoherent_domain``), ``nc_count`` (reviewed ``noncoherent_domains``);
 * ``kvm_files``/``kvm_nc``: the KVM-VFIO device (see :mod:`kvm_vfio`);
-* ``dev_read``/``bad_read``/``unpinned``: sticky observations for the checker.
+* ``dev_read``/``bad_read``/``unpinned``: sticky observations for the checker;
+* ``vpfn``: per user page, the ``vfio_pfn`` refcount of the external pins made by emulated
+  (mdev) devices through VFIO_PIN_PAGES (the dma's ``pfn_list``; identity IOVA = page, dmas do
+  not overlap, so one int per page is the whole list).  A vpfn holds *one* page pin of its own
+  (counted in ``pins``) whatever its refcount, so a page stays pinned (not reusable by the host)
+  while any vpfn holds it (section 3.2 PIN_PAGES/UNPIN_PAGES).
 
 Every operation returns ``(state, events)`` (see :mod:`memtypes.linux.dma.common`).
 """
@@ -47,13 +52,14 @@ class T1(NamedTuple):
     dev_read: bool
     bad_read: bool
     unpinned: bool
+    vpfn: tuple = ()
 
 
 def initial(env: Env, init=None) -> T1:
     """A container with no IOMMU set, no group, no dma; pages hold ``S`` (or ``init``)."""
     lines, pop = initial_lines(env, init)
     return T1(lines, pop, (0,) * env.npages, False, (), (), (), False, 0, (), False,
-              False, False, False)
+              False, False, False, (0,) * env.npages)
 
 
 # -- derived values ------------------------------------------------------------------------
@@ -123,6 +129,23 @@ def _unmap_unpin_all(env, s: T1, lines, pins, ev) -> tuple:
     for d in s.dmas:
         _unmap_unpin(env, lines, pins, d, ev)
     return ()
+
+
+def _drop_vpfns(vpfn: list, pins: list, pages) -> None:
+    """The external pins of ``pages`` go away: each live vpfn releases its one page pin
+    (vfio_iova_put_vfio_pfn -> put_pfn when the refcount reaches 0).  Never through the
+    vfio_unpin_pages_remote funnel, so never a flush: an emulated device reaches the page through
+    the CPU (coherent; section 3.2, "no flush in (b)/(c)")."""
+    for p in pages:
+        if p < len(vpfn) and vpfn[p]:
+            vpfn[p] = 0
+            pins[p] -= 1
+
+
+def _vpfn_pages(s: T1, dma) -> tuple:
+    """The pages of ``dma`` with a non-empty ``pfn_list`` entry."""
+    st, n = dma[0], dma[1]
+    return tuple(p for p in range(st, st + n) if p < len(s.vpfn) and s.vpfn[p])
 
 
 # -- fine-grained superpage test --------------------------------------------------------------
@@ -256,7 +279,7 @@ def attach(env: Env, s: T1, g: str, *, probe=None, fail_at=None):
     elif nc and env.variant == V.REVIEWED:
         cnt += 1                              # vfio_iommu_link_domain
     return T1(tuple(lines), tuple(pop), tuple(pins), True, domains, s.emulated, dmas, has_nc,
-              cnt, s.kvm_files, s.kvm_nc, dread, bad, s.unpinned), tuple(ev)
+              cnt, s.kvm_files, s.kvm_nc, dread, bad, s.unpinned, s.vpfn), tuple(ev)
 
 
 def _dropped(before, after) -> bool:
@@ -313,8 +336,16 @@ def map_dma(env: Env, s: T1, start: int, n: int, *, fail_at=None):
 
 
 def unmap_dma(env: Env, s: T1, start: int, n: int):
-    """VFIO_IOMMU_UNMAP_DMA (v2): a range that bisects a dma is -EINVAL; each dma inside is
-    vfio_remove_dma -> vfio_unmap_unpin (F@unpin if flagged; flag cleared)."""
+    """VFIO_IOMMU_UNMAP_DMA (v2) -> vfio_dma_do_unmap:
+
+    1. a range that bisects a dma is -EINVAL;
+    2. a dma inside whose ``pfn_list`` is not empty (external pins by emulated devices): the
+       iommu lock is dropped and every emulated device is notified (vfio_notify_dma_unmap -> the
+       device's ``dma_unmap`` callback), which must VFIO_UNPIN_PAGES its pins in the range; then
+       the walk retries (section 3.2 UNMAP_DMA).  The model's devices comply: the event
+       ``("notify", pages)`` is followed by the drop of those vpfns (no flush: CPU access);
+    3. each dma inside is then vfio_remove_dma -> vfio_unmap_unpin (F@unpin if flagged; flag
+       cleared)."""
     keep, gone = [], []
     for d in s.dmas:
         st, nn = d[0], d[1]
@@ -329,9 +360,14 @@ def unmap_dma(env: Env, s: T1, start: int, n: int):
     ev = []
     lines = list(s.lines)
     pins = list(s.pins)
+    vpfn = list(s.vpfn)
     for d in gone:
+        ext = _vpfn_pages(s, d)
+        if ext:
+            ev.append(("notify", tuple(env.names[p] for p in ext)))
+            _drop_vpfns(vpfn, pins, ext)
         _unmap_unpin(env, lines, pins, d, ev)
-    return s._replace(lines=tuple(lines), pins=tuple(pins), dmas=tuple(keep),
+    return s._replace(lines=tuple(lines), pins=tuple(pins), dmas=tuple(keep), vpfn=tuple(vpfn),
                       unpinned=s.unpinned or _dropped(s.pins, pins)), tuple(ev)
 
 
@@ -347,12 +383,21 @@ def detach(env: Env, s: T1, g: str):
       other domains, their flags stay set (flush later at unpin, TV08/TV23 analogue)."""
     if g in s.emulated:
         em = tuple(x for x in s.emulated if x != g)
+        pins, vpfn = list(s.pins), list(s.vpfn)
+        if not em:
+            # the last emulated device closed: its close_device unpinned what it pinned
+            # (the model does not track which device holds a vpfn; with another emulated group
+            # left, the pins stay)
+            _drop_vpfns(vpfn, pins, range(len(vpfn)))
         if em or s.domains:
-            return s._replace(emulated=em), ()
+            return s._replace(emulated=em, pins=tuple(pins), vpfn=tuple(vpfn),
+                              unpinned=s.unpinned or _dropped(s.pins, pins)), ()
         ev = []
-        lines, pins = list(s.lines), list(s.pins)
+        lines = list(s.lines)
         _unmap_unpin_all(env, s, lines, pins, ev)
-        return s._replace(emulated=em, dmas=(), lines=tuple(lines), pins=tuple(pins)), tuple(ev)
+        return s._replace(emulated=em, dmas=(), lines=tuple(lines), pins=tuple(pins),
+                          vpfn=tuple(vpfn), unpinned=s.unpinned or _dropped(s.pins, pins)), \
+            tuple(ev)
     d = domain_of(s, g)
     if d is None:
         return s, (("err", "ENODEV", "detach_group"),)
@@ -387,12 +432,68 @@ def release(env: Env, s: T1):
     but the vfio_iommu is freed, so the model returns a fresh container."""
     ev = []
     lines, pins = list(s.lines), list(s.pins)
+    vpfn = list(s.vpfn)
+    _drop_vpfns(vpfn, pins, range(len(vpfn)))   # emulated devices closed (unpinned) first
     _unmap_unpin_all(env, s, lines, pins, ev)
     cnt = s.nc_count - sum(1 for d in s.domains if d[2]) if env.variant == V.REVIEWED else 0
     assert cnt == 0, "noncoherent_domains must be 0 after unlinking every domain"
     return T1(tuple(lines), s.populated, tuple(pins), False, (), (), (), False, 0, s.kvm_files,
               s.kvm_nc, s.dev_read, s.bad_read,
-              s.unpinned or _dropped(s.pins, pins)), tuple(ev)
+              s.unpinned or _dropped(s.pins, pins), tuple(vpfn)), tuple(ev)
+
+
+# -- emulated (mdev) external pins ----------------------------------------------------------------
+
+def _dma_at(s: T1, p: int):
+    for d in s.dmas:
+        if d[0] <= p < d[0] + d[1]:
+            return d
+    return None
+
+
+def pin_pages(env: Env, s: T1, g: str, p: int):
+    """VFIO_PIN_PAGES of IOVA page ``p`` by the emulated device of group ``g``
+    (vfio_iommu_type1_pin_pages, section 3.2):
+
+    1. no emulated device registered with a dma_unmap callback (``device_list`` empty; the
+       model: ``g`` is not an attached emulated group): -EINVAL;
+    2. no dma covers ``p`` (vfio_find_dma): -EINVAL;
+    3. a vpfn already exists (vfio_iova_get_vfio_pfn): refcount + 1, no new page pin;
+    4. else vfio_pin_page_external: pin_user_pages_remote of that one page (a pin of its own, on
+       top of any IOMMU pin; the first pin of an untouched page zero-fills it, HOST_ZERO), then
+       vfio_add_to_pfn_list (refcount 1).
+    No IOMMU mapping and no flush in any variant: the emulated device accesses the page through
+    the CPU, coherently (section 3.2 "no flush in (b)/(c)")."""
+    if g not in s.emulated:
+        return s, (("err", "EINVAL", "vfio_iommu_type1_pin_pages (no dma_unmap device)"),)
+    if _dma_at(s, p) is None:
+        return s, (("err", "EINVAL", "vfio_iommu_type1_pin_pages (no dma)"),)
+    vpfn = list(s.vpfn)
+    if vpfn[p]:
+        vpfn[p] += 1
+        return s._replace(vpfn=tuple(vpfn)), ()
+    ev = []
+    lines, pop, pins = list(s.lines), list(s.populated), list(s.pins)
+    pins[p] += 1
+    zero_fill(env, lines, pop, (p,), ev)
+    vpfn[p] = 1
+    return s._replace(lines=tuple(lines), populated=tuple(pop), pins=tuple(pins),
+                      vpfn=tuple(vpfn)), tuple(ev)
+
+
+def unpin_pages(env: Env, s: T1, g: str, p: int):
+    """VFIO_UNPIN_PAGES of IOVA page ``p`` (vfio_iommu_type1_unpin_pages ->
+    vfio_unpin_page_external -> vfio_iova_put_vfio_pfn): refcount - 1; at 0 the vpfn is removed
+    and its page pin put (put_pfn directly, not the vfio_unpin_pages_remote funnel: no flush).
+    No vpfn (or no dma): the kernel WARNs and skips (-EINVAL here)."""
+    if _dma_at(s, p) is None or not s.vpfn[p]:
+        return s, (("err", "EINVAL", "vfio_iommu_type1_unpin_pages"),)
+    vpfn, pins = list(s.vpfn), list(s.pins)
+    vpfn[p] -= 1
+    if vpfn[p] == 0:
+        pins[p] -= 1
+    return s._replace(vpfn=tuple(vpfn), pins=tuple(pins),
+                      unpinned=s.unpinned or _dropped(s.pins, pins)), ()
 
 
 # -- agents ------------------------------------------------------------------------------------
@@ -400,6 +501,8 @@ def release(env: Env, s: T1):
 def dev_read(env: Env, s: T1, g: str, p: int):
     """A device of group ``g`` reads IOVA page ``p``: non-snooped if its domain is NC (worst case:
     every TLP No-Snoop, section 6), snooped if CC.  Unmapped: an IOMMU fault (no data)."""
+    if g in s.emulated:
+        return _emulated_read(env, s, g, p)
     d = domain_of(s, g)
     if d is None or not mapped_page(s, p):
         return s, (("err", "FAULT", f"iommu fault {g}"),)
@@ -407,6 +510,19 @@ def dev_read(env: Env, s: T1, g: str, p: int):
     v = cache.ns_read(ln) if d[2] else cache.snoop_read(ln)
     bad = s.bad_read or cache.is_previous_owner(v)
     return s._replace(dev_read=True, bad_read=bad), (("read", g, env.names[p], v),)
+
+
+def _emulated_read(env: Env, s: T1, g: str, p: int):
+    """An emulated (mdev) device reads a page it pinned: through the CPU (the vendor driver
+    maps the pinned pfn), so it sees the cache value -- coherent.  Not pinned by a vpfn: the
+    driver has no pfn for it (modelled as a fault)."""
+    if not s.vpfn[p]:
+        return s, (("err", "FAULT", f"not pinned {g}"),)
+    lines = list(s.lines)
+    lines[p], v = cache.cpu_read(lines[p])
+    bad = s.bad_read or cache.is_previous_owner(v)
+    return s._replace(lines=tuple(lines), dev_read=True, bad_read=bad), (("read", g,
+                                                                           env.names[p], v),)
 
 
 def dev_write(env: Env, s: T1, g: str, p: int, v: str = "B"):
