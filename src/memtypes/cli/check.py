@@ -61,6 +61,32 @@ def _nonneg(v: int | None, opt: str) -> None:
         raise InputError(f"'{v}' is negative", where=opt, expected="an integer >= 0")
 
 
+def _params(items: Optional[List[str]], fams: list) -> dict[str, dict]:
+    """``--param FAMILY.KEY=VALUE`` -> ``{family: {key: value}}``; VALUE is read as YAML."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    names = {f.name: f for f in fams}
+    for item in items or ():
+        target, eq, raw = item.partition("=")
+        fam, dot, key = target.partition(".")
+        if not eq or not dot or not key:
+            raise InputError(f"'{item}' is not FAMILY.KEY=VALUE", where="--param",
+                             expected="e.g. dma-iommufd.tv26=true")
+        if fam not in names:
+            raise InputError(f"unknown family '{fam}'", where="--param",
+                             expected=", ".join(names) or "a family being checked")
+        if key not in names[fam].default_params:
+            raise InputError(f"family {fam} has no parameter '{key}'", where="--param",
+                             expected=", ".join(names[fam].default_params) or "no parameters")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"'{raw}' is not a YAML value", where="--param", field=target) from None
+        out.setdefault(fam, {})[key] = value
+    return out
+
+
 @app.command("check")
 def check(
     family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
@@ -81,6 +107,10 @@ def check(
     save_traces: Optional[str] = typer.Option(None, "--save-traces",
                                               help="Write each counterexample as a scenario file in DIR."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a property is violated."),
+    param: Optional[List[str]] = typer.Option(
+        None, "--param", metavar="FAMILY.KEY=VALUE",
+        help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
+             "e.g. --param dma-iommufd.tv26=true."),
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
@@ -107,6 +137,7 @@ def check(
             raise InputError(f"unknown variant '{variant}'", where="--variant",
                              expected="mainline" + "".join(f", {v}" for v in known))
     props = _props(prop)
+    params = _params(param, fams)
     _nonneg(max_depth, "--max-depth")
     _nonneg(max_states, "--max-states")
     if workers is not None and workers < 1:
@@ -124,7 +155,7 @@ def check(
         matrix = runner.run_matrix(
             fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
             max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
-            workers=workers, progress=progress)
+            workers=workers, params=params, progress=progress)
     finally:
         progress.stop()
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []
