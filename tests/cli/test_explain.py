@@ -94,3 +94,21 @@ def test_bad_input_exit_2(capsys, args, word):
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and word in lines[0]
+
+
+def test_guest_table_flags_the_unverified_linux_mair_values(capsys):
+    # arch.md 1.4: the usual Linux guest MAIR bytes behind the guest table are UNVERIFIED;
+    # explain must say so whenever it shows that table, and not when there is no mapping.
+    import json
+
+    from memtypes.cli import main
+
+    assert main(["explain", "--kernel", "6.12", "--host", "grace", "--backing", "vfio-pci-bar",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    mair = [r for r in d["reasons"] if r["rule"] == "linux/mair/usual-s1"]
+    assert d["guest"] and mair and mair[0].get("unverified") is True
+    assert main(["explain", "--kernel", "6.17", "--host", "armv8.0", "--backing", "nvgrace-usemem",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert not d["guest"] and all(r["rule"] != "linux/mair/usual-s1" for r in d["reasons"])

@@ -11,10 +11,10 @@ from memtypes.arch.s1 import decode_s1
 from memtypes.arch.s2 import decode_s2
 from memtypes.arch.combine import Combined, combine, effective_shareability
 from memtypes.arch.names import (S1_DEVICE_nGnRE, S1_DEVICE_nGnRnE, S1_NORMAL_NC, S1_NORMAL_WB,
-                                 S1_TAGGED, USUAL_S1, parse_s1, parse_s2)
+                                 S1_TAGGED, USUAL_S1, R_LINUX_MAIR, parse_s1, parse_s2)
 from memtypes.arch.semantics import behaviour
 
 __all__ = ["Features", "Reason", "Policy", "S1Attr", "S2Attr", "decode_s1", "decode_s2",
            "Combined", "combine", "effective_shareability", "S1_DEVICE_nGnRnE",
-           "S1_DEVICE_nGnRE", "S1_NORMAL_NC", "S1_NORMAL_WB", "S1_TAGGED", "USUAL_S1",
+           "S1_DEVICE_nGnRE", "S1_NORMAL_NC", "S1_NORMAL_WB", "S1_TAGGED", "USUAL_S1", "R_LINUX_MAIR",
            "parse_s1", "parse_s2", "behaviour"]

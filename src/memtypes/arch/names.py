@@ -20,8 +20,9 @@ from memtypes.arch.reason import Reason
 #: wherever a result relies on "the guest uses USUAL_S1" (not to the encodings themselves).
 R_LINUX_MAIR = Reason(
     "linux/mair/usual-s1",
-    "reference arch.md 1.4 (widely known Linux arm64 MAIR_EL1 values; not checked against a "
-    "kernel source)",
+    "Linux arch/arm64/mm/proc.S MAIR_EL1_SET and asm/memory.h MT_* indices, guest kernels "
+    "5.0-7.1 (values as given by reference arch.md 1.4, widely known but not checked against "
+    "the kernel source)",
     "usual Linux guest stage-1 bytes: 0x00 Device-nGnRnE, 0x04 Device-nGnRE, 0x44 Normal NC, "
     "0xFF Normal WB, 0xF0 Tagged (only when the guest kernel enables MTE, else 0xFF)",
     unverified=True)

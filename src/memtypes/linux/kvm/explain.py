@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from memtypes.arch import USUAL_S1, combine
+from memtypes.arch import R_LINUX_MAIR, USUAL_S1, combine
 from memtypes.arch.features import Features
 from memtypes.arch.reason import Reason
 from memtypes.errors import InputError
@@ -179,6 +179,7 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
         feats = replace(host, mte=host.mte and vm.mte)
         guest = tuple((name, combine(s1, result.memattr, fwb=host.fwb, features=feats).label)
                       for name, s1 in USUAL_S1.items())
+        rs.append(R_LINUX_MAIR)  # the guest table assumes Linux's MAIR bytes (arch.md 1.4, UNVERIFIED)
     seen: set[Reason] = set()
     reasons = tuple(r for r in rs if not (r in seen or seen.add(r)))
     return Explanation(k, host_name, host, backing, remap, fault, mte_step, memslot, na, result, guest,
