@@ -37,6 +37,9 @@ class Family:
     """The catalogue properties this family checks; the others are ``n/a`` for it."""
     applies: Callable[[str, str], bool] | None = None
     """``applies(kernel, variant)``: whether the variant makes sense in that era (None: always)."""
+    bench_params: Mapping[str, Any] = field(default_factory=dict)
+    """What ``memtypes bench`` changes in ``default_params``: a larger instance of the same model,
+    so that a search runs long enough to measure the explorer rather than its start-up."""
 
     def applies_to(self, kernel: str, variant: str) -> bool:
         if variant != "mainline" and variant not in self.variants:

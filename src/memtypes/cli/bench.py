@@ -31,26 +31,25 @@ def bench(
     if not models:
         raise InputError(f"unknown family '{family}'", where="--family", field="family",
                          expected="a family name or 'counters'")
-    out = bench_models(models, seconds=seconds)
+    console = Console(stderr=True)
+    with console.status("benchmarking", spinner="dots") as status:
+        out = bench_models(models, seconds=seconds,
+                           progress=lambda label: status.update(f"benchmarking {label}"))
     if json_out:
         print(json.dumps(out, indent=2, sort_keys=True))
         return
-    t = Table(title="memtypes bench: explorer vs raw hash+insert (target ratio >= 1/3, "
-                    "< 100 B/state)")
-    for col in ("model", "states", "t/st", "explorer/s", "raw/s", "ratio", "eng.t", "B/st",
-                "peak", "done"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    t = Table(title="memtypes bench: explorer vs raw hash+insert of the same states "
+                    "(target ratio >= 1/3, < 100 B/state)")
+    for col in ("model", "explorer", "states", "t/st", "explorer/s", "raw/s", "ratio", "target",
+                "model s", "B/st", "done"):
+        t.add_column(col, justify="left" if col in ("model", "explorer") else "right")
     for r in out["results"]:
-        t.add_row(r["model"], f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
+        t.add_row(r["model"], r["explorer"], f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
                   f"{r['explorer_states_per_sec']:,.0f}", f"{r['raw_states_per_sec']:,.0f}",
-                  f"{r['ratio']:.3f}", _opt(r["engine_transition_ratio"]),
-                  f"{r['visited_bytes_per_state']:.0f}", f"{r['peak_bytes_per_state']:.0f}",
+                  f"{r['ratio']:.3f}", "met" if r["meets_target"] else "missed",
+                  f"{r['model_seconds']:.2f}", f"{r['visited_bytes_per_state']:.0f}",
                   "yes" if r["complete"] else "no")
     Console().print(t)
-    Console().print("t/st: transitions per state; ratio: explorer / raw states per second; "
-                    "eng.t: engine transitions/s (model time removed) / raw; B/st: visited "
-                    "structure bytes per state; peak: traced peak per state")
-
-
-def _opt(v: float | None) -> str:
-    return "-" if not v else f"{v:.3f}"
+    Console().print("explorer: vector (numpy, table-driven models) or serial (per state); t/st: "
+                    "transitions per state; ratio: explorer / raw states per second; model s: time "
+                    "spent in the model's own code; B/st: visited structure bytes per state")

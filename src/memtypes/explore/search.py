@@ -83,6 +83,7 @@ class ExploreResult:
     truncated_by: str | None = None
     """Why the run is incomplete: "max_depth", "max_states", "max_seconds" or "violation"."""
     fingerprint: str = "hash"
+    """``hash`` (serial), ``blake2b``/``encode`` (parallel) or ``packed`` (vector: exact codes)."""
 
     @property
     def states_per_sec(self) -> float:
@@ -90,7 +91,10 @@ class ExploreResult:
 
     @property
     def collision_probability(self) -> float:
-        """TLC's optimistic estimate for 64-bit fingerprints: n**2 / 2**65."""
+        """TLC's optimistic estimate for 64-bit fingerprints: n**2 / 2**65 (0 for the vector
+        explorer's packed codes, which are exact)."""
+        if self.fingerprint == "packed":
+            return 0.0
         return float(self.states) ** 2 / 2.0 ** 65
 
     def stats(self) -> dict:
@@ -98,7 +102,7 @@ class ExploreResult:
                 "seconds": round(self.seconds, 6), "complete": self.complete,
                 "states_per_sec": round(self.states_per_sec, 1),
                 "collision_probability": self.collision_probability,
-                "workers": self.workers}
+                "workers": self.workers, "fingerprint": self.fingerprint}
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ def _split_props(model: Model):
 def explore(model: Model, *, max_depth: int | None = None, max_states: int | None = None,
             workers: int = 1, progress: Callable[[int, int, int], Any] | None = None,
             stop_on_violation: bool = False, max_seconds: float | None = None,
-            _keep: dict | None = None) -> ExploreResult:
+            backend: str = "auto", _keep: dict | None = None) -> ExploreResult:
     """Breadth-first search of ``model``'s reachable states.
 
     ``max_depth``: states at most this many actions from an initial state are stored and checked
@@ -204,7 +208,10 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     about this long.  ``stop_on_violation``: stop once an always-property is violated.
     ``workers > 1``: the level-synchronous multi-process search (same state count and trace
     lengths; see :mod:`memtypes.explore.parallel`).  ``progress(states, depth, frontier)`` is
-    called at most ~10 times a second.
+    called at most ~10 times a second.  ``backend``: ``"serial"`` (this module), ``"vector"``
+    (:mod:`memtypes.explore.vector`: table-driven models, needs numpy) or ``"auto"`` (vector
+    when the model is table-driven and numpy is installed, else serial); both give the same
+    states, order, verdicts and traces.
 
     Every always-property violated gets its shortest counterexample in ``violations``; every
     sometimes-target reached gets its shortest witness in ``reached``; both are rebuilt by replay.
@@ -214,6 +221,17 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
         return explore_parallel(model, max_depth=max_depth, max_states=max_states,
                                 workers=workers, progress=progress,
                                 stop_on_violation=stop_on_violation, max_seconds=max_seconds)
+    if backend not in ("auto", "serial", "vector"):
+        raise ValueError(f"unknown explorer backend '{backend}' (auto, serial, vector)")
+    if backend != "serial":
+        from memtypes.explore import vector
+        try:
+            return vector.explore_vector(model, max_depth=max_depth, max_states=max_states,
+                                         progress=progress, stop_on_violation=stop_on_violation,
+                                         max_seconds=max_seconds, _keep=_keep)
+        except vector.Unsupported:
+            if backend == "vector":
+                raise
     # States are acyclic immutable values: the cyclic GC only slows the search (its full
     # collections walk every live state), so it is paused for the run and restored after.
     was_gc = gc.isenabled()

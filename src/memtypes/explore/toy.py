@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from memtypes.explore.model import Action, Property
+from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
 
 
 class Counters:
@@ -123,3 +124,36 @@ class Lock:
         return [Property("mutex", "always", lambda s: s[0].count(2) <= 1),
                 Property("someone-in", "sometimes", lambda s: 2 in s[0]),
                 Property("never", "sometimes", lambda s: False)]
+
+
+class TableCounters(TableModel):
+    """:class:`Counters` as a table-driven model (one column per counter, one group per counter
+    sharing one transition table), for the vector explorer; same states, order and answers.
+    ``pairs``: also symmetric, with counters ``2i`` and ``2i+1`` interchangeable."""
+
+    def __init__(self, n: int = 8, k: int = 3, bad: int | None = None, symmetric: bool = False):
+        self.name = f"table-counters-{n}x{k}"
+        self.n, self.k, self.bad = n, k, bad
+        dom = tuple(range(k + 1))
+        self.columns = tuple(Column(f"c{i}", dom) for i in range(n))
+        self.groups = tuple(Moves(f"inc{i}", (i,), (i,), self._inc(i), table="inc") for i in range(n))
+        self.symmetric = tuple((i, i + 1) for i in range(0, n - 1, 2)) if symmetric else ()
+
+    def _inc(self, i: int):
+        a = Action("c", "inc", (("i", i),))
+        k = self.k
+        return lambda vals: [(a, (vals[0] + 1,))] if vals[0] < k else []
+
+    def init_rows(self):
+        return [(0,) * self.n]
+
+    def table_properties(self):
+        allc = tuple(range(self.n))
+        props = []
+        if self.bad is not None:
+            bad = self.bad
+            props.append(TableProperty("sum-below", "always", (Clause(allc, lambda *v: sum(v) < bad),)))
+        props.append(TableProperty("all-max", "sometimes",
+                                   tuple(Clause((i,), lambda v, k=self.k: v == k) for i in allc),
+                                   quantifier="all"))
+        return props

@@ -7,10 +7,13 @@ The row kernel is the **destination** kernel; the source runs the same era or th
 one region (one backing KIND from ``regions``): a multi-region VM stops at its first refusal, so
 one region per VM keeps each region's behaviour visible (``memtypes migrate`` takes whole VMs).
 
-State: ``(config, checked, phase)``.  ``config`` indexes a table built once per model (source
+State: ``(config, checked, phase, ...)``.  ``config`` indexes a table built once per model (source
 host, destination host, source kernel, region, MTE, and the precomputed results of each step on
 both hosts, from :func:`memtypes.check.migrate.bring_up`, so the family and ``memtypes migrate``
 agree by construction).  Only configurations whose VM runs on the source are initial states.
+The state goes on with columns that are functions of ``config`` (destination, region, MTE, how
+the bring-up ends, whether the memory type is stable), so that the moves read only those: the
+table-driven form of :mod:`memtypes.explore.table`.
 
 Actions (actor ``vmm`` on the destination, then ``guest``):
 
@@ -45,7 +48,8 @@ from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
 from memtypes.check.family import ERAS, Family
 from memtypes.errors import InputError
-from memtypes.explore.model import Property, act
+from memtypes.explore.model import act
+from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
 from memtypes.hosts.profile import resolve
 from memtypes.linux.kvm import variants as kvm_variants
 from memtypes.linux.kvm.eras import Kernel, kernel as resolve_kernel
@@ -61,6 +65,8 @@ DEFAULT_PARAMS = {
 
 # phases
 START, CREATED, SLOTS, TAGS, RESUMED, ACCESSED, REFUSED, FAILED = range(8)
+# columns of the table-driven state: (config, checked, phase, then functions of config)
+CONFIG, CHECKED, PHASE, DST, REGION, MTEC, BEH, STABLE = range(8)
 PHASES = ("start", "vm-created", "memslots-created", "tags-restored", "resumed", "accessed", "refused",
           "failed-after-resume")
 
@@ -103,7 +109,7 @@ def _classes(s2: str | None, guest: tuple[tuple[str, str], ...], s1s: tuple[str,
     return (s2,) + tuple(mig.type_class(g.get(s)) for s in s1s)
 
 
-class MigrationModel:
+class MigrationModel(TableModel):
     name = "migration"
 
     def __init__(self, kernel: str, variant: str, params: Mapping[str, Any]):
@@ -130,6 +136,18 @@ class MigrationModel:
                             if c is not None:
                                 configs.append(c)
         self.configs = tuple(configs)
+        # the table-driven form: the moves depend on a configuration only through what its
+        # actions name (destination, region, MTE) and how its bring-up ends (behaviour), so
+        # those are columns of their own (functions of ``config``: the state count is unchanged)
+        self._beh = [(c.check_taken, c.check_ok, c.fail_stage) for c in self.configs]
+        dsts = tuple(dict.fromkeys(c.dst for c in self.configs))
+        behs = tuple(dict.fromkeys(self._beh))
+        self.columns = (Column("config", tuple(range(len(self.configs)))), Column("checked", (0, 1)),
+                        Column("phase", tuple(range(len(PHASES)))), Column("dst", dsts),
+                        Column("region", tuple(regions)), Column("mte", (False, True)),
+                        Column("behaviour", behs), Column("stable", (False, True)))
+        self.groups = (Moves("bring-up", (DST, REGION, MTEC, BEH, CHECKED, PHASE), (CHECKED, PHASE),
+                             self._moves),)
 
     @staticmethod
     def _config(sname: str, sf: Features, dname: str, df: Features, ks: Kernel, kd: Kernel, region: str,
@@ -155,60 +173,47 @@ class MigrationModel:
             dr.guest if dr is not None else ())
 
     # --- model protocol -----------------------------------------------------------------------
-    def init_states(self):
-        return [(i, 0, START) for i in range(len(self.configs))]
+    def init_rows(self):
+        return [(i, 0, START, c.dst, c.region, c.mte, b, self._stable(c))
+                for i, (c, b) in enumerate(zip(self.configs, self._beh))]
 
-    def successors(self, s):
-        i, checked, ph = s
-        c = self.configs[i]
-        out = []
-        if ph == START:
-            if not checked and c.check_taken:
-                a = act("vmm", "check_caps", host=c.dst)
-                out.append((a, (i, 1, START if c.check_ok else REFUSED)))
-            a = act("vmm", "create_vm", host=c.dst, mte=c.mte)
-            out.append((a, (i, checked, REFUSED if c.fail_stage in (mig.ST_DEVICE, mig.ST_ENABLE) else CREATED)))
-        elif ph == CREATED:
-            a = act("vmm", "create_memslots", region=c.region)
-            out.append((a, (i, checked, REFUSED if c.fail_stage == mig.ST_MEMSLOT else SLOTS)))
-        elif ph == SLOTS and c.mte:
-            a = act("vmm", "restore_tags")
-            out.append((a, (i, checked, REFUSED if c.fail_stage == mig.ST_TAGS else TAGS)))
-        elif ph == SLOTS or ph == TAGS:
-            out.append((act("vmm", "resume"), (i, checked, RESUMED)))
-        elif ph == RESUMED:
-            a = act("guest", "access", region=c.region)
-            out.append((a, (i, checked, FAILED if c.fail_stage == mig.ST_FAULT else ACCESSED)))
-        return out
-
-    def actions(self, s):
-        return [a for a, _ in self.successors(s)]
-
-    def next_state(self, s, a):
-        for b, n in self.successors(s):
-            if b == a:
-                return n
-        return None
-
-    def _fails_early(self, s) -> bool:
-        return s[2] != FAILED
-
-    def _memtype_stable(self, s) -> bool:
-        if s[2] != ACCESSED:
-            return True
-        c = self.configs[s[0]]
+    def _stable(self, c: Config) -> bool:
         return _classes(c.src_s2, c.src_guest, self.s1s) == _classes(c.dst_s2, c.dst_guest, self.s1s)
 
-    def properties(self):
+    @staticmethod
+    def _moves(vals):
+        """The destination VMM's and guest's next step: ``(action, (checked, phase))``."""
+        dst, region, mte, (check_taken, check_ok, fail_stage), checked, ph = vals
+        out = []
+        if ph == START:
+            if not checked and check_taken:
+                out.append((act("vmm", "check_caps", host=dst), (1, START if check_ok else REFUSED)))
+            out.append((act("vmm", "create_vm", host=dst, mte=mte),
+                        (checked, REFUSED if fail_stage in (mig.ST_DEVICE, mig.ST_ENABLE) else CREATED)))
+        elif ph == CREATED:
+            out.append((act("vmm", "create_memslots", region=region),
+                        (checked, REFUSED if fail_stage == mig.ST_MEMSLOT else SLOTS)))
+        elif ph == SLOTS and mte:
+            out.append((act("vmm", "restore_tags"), (checked, REFUSED if fail_stage == mig.ST_TAGS else TAGS)))
+        elif ph == SLOTS or ph == TAGS:
+            out.append((act("vmm", "resume"), (checked, RESUMED)))
+        elif ph == RESUMED:
+            out.append((act("guest", "access", region=region),
+                        (checked, FAILED if fail_stage == mig.ST_FAULT else ACCESSED)))
+        return out
+
+    def table_properties(self):
+        P = TableProperty
         return [
-            Property("migration-fails-early", "always", self._fails_early,
-                     "a VM that cannot run on the destination is refused before it resumes there",
-                     "Marc Zyngier, cacheable-PFNMAP v3 thread (2025-03-26)"),
-            Property("memtype-stable-across-migration", "always", self._memtype_stable,
-                     "each guest page keeps its memory type class across migration, or migration is refused",
-                     "f55ce5a6cd33; cacheable-PFNMAP thread"),
-            Property("migration-completed", "sometimes", lambda s: s[2] == ACCESSED),
-            Property("guest-access-after-resume", "sometimes", lambda s: s[2] in (ACCESSED, FAILED)),
+            P("migration-fails-early", "always", (Clause((PHASE,), lambda ph: ph != FAILED),),
+              "a VM that cannot run on the destination is refused before it resumes there",
+              "Marc Zyngier, cacheable-PFNMAP v3 thread (2025-03-26)"),
+            P("memtype-stable-across-migration", "always",
+              (Clause((PHASE, STABLE), lambda ph, stable: ph != ACCESSED or stable),),
+              "each guest page keeps its memory type class across migration, or migration is refused",
+              "f55ce5a6cd33; cacheable-PFNMAP thread"),
+            P("migration-completed", "sometimes", (Clause((PHASE,), lambda ph: ph == ACCESSED),)),
+            P("guest-access-after-resume", "sometimes", (Clause((PHASE,), lambda ph: ph in (ACCESSED, FAILED)),)),
         ]
 
     # --- rendering --------------------------------------------------------------------------

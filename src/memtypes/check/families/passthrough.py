@@ -13,7 +13,9 @@ pick any), through the arch engine's combine().
 Every transition calls the kernel model (memtypes.linux.kvm: kvm_arch_prepare_memory_region,
 kvm_handle_guest_abort, enable_cap), never re-deriving a rule.
 
-State (a plain tuple): ``(host, mte, vcpus, accessed, slots)`` with ``slots`` a tuple of ``()``
+State (a flat tuple, one value per column of the table-driven model of
+:mod:`memtypes.explore.table`): ``(host, mte, vcpus, accessed, slot0, ..., slotN-1)`` (param
+``slots``, 1 to 4; the slots are interchangeable, so a state keeps them sorted), each slot ``()``
 (empty) or ``(region, flags, s2, tags)``: ``region`` indexes the current backing (after remaps),
 ``flags`` is ``""``, ``"L"`` (KVM_MEM_LOG_DIRTY_PAGES), ``"G"`` (gmem-only guest_memfd slot) or
 ``"P"`` (KVM_MEM_ENABLE_CACHEABLE_PFNMAP, only in the ``cpfn-memslot-flag`` variant),
@@ -28,13 +30,16 @@ by the guest.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import replace
 from typing import Any, Mapping
 
 from memtypes.arch import USUAL_S1, combine
 from memtypes.check.family import ERAS, Family
 from memtypes.errors import InputError
-from memtypes.explore.model import Action, Property, act
+from memtypes.explore.model import Action, act
+from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
 from memtypes.hosts.profile import resolve
 from memtypes.linux import drivers
 from memtypes.linux.drivers import GMEM_MMAP_VMA, Backing
@@ -57,6 +62,13 @@ _READ = Fault()
 S1_NAMES = tuple(USUAL_S1)      # the guest's usual stage-1 choices; "Tagged" writes allocation tags
 _TAGGED_S1 = USUAL_S1["Tagged"]
 _FLAG_NAMES = {"": "", "L": "log_dirty", "G": "gmem_only", "P": "cacheable_pfnmap"}
+# columns of the table-driven state (see the module docstring)
+HOST, MTE, VCPUS, ACC, SLOT0 = range(5)
+BOOL = (False, True)
+SLOT_FLAGS = ("", "G", "L", "P")          # sorted: a slot value's code follows its sort order
+SLOT_S2 = ("", "C", "D", "N")
+SLOT_TAGS = ("G", "S", "Z")
+MAX_SLOTS = 4
 
 
 def applies(kernel: str, variant: str) -> bool:
@@ -78,8 +90,10 @@ def _list_param(params: Mapping[str, Any], key: str, default: tuple[str, ...]) -
     return tuple(str(x) for x in v)
 
 
-class KvmModel:
-    """The shared engine of the ``passthrough`` and ``mte`` families."""
+class KvmModel(TableModel):
+    """The shared engine of the ``passthrough`` and ``mte`` families, as a table-driven model
+    (:mod:`memtypes.explore.table`): every group of moves reads the VM's few global columns and
+    one slot, so the vector explorer calls the kernel model once per distinct (host, VM, slot)."""
 
     family = "passthrough"
 
@@ -93,9 +107,9 @@ class KvmModel:
         self.regions = _list_param(params, "regions", default_regions)
         for k in self.regions:
             drivers.check_kind(k, where="params.regions")
-        self.nslots = int(params.get("slots", 1))
-        if self.nslots not in (1, 2):
-            raise InputError("'slots' must be 1 or 2", where="params", field="slots")
+        self.nslots = params.get("slots", 1)
+        if isinstance(self.nslots, bool) or not isinstance(self.nslots, int) or not 1 <= self.nslots <= MAX_SLOTS:
+            raise InputError(f"'slots' must be an integer from 1 to {MAX_SLOTS}", where="params", field="slots")
         # memslot flags the VMM may choose; the cpfn-memslot-flag variant adds its opt-in flag
         self._flag_choices = ("", "L", "P") if self.rules.cpfn_slot_flag else ("", "L")
         any_uc = self.rules.normal_nc
@@ -111,7 +125,22 @@ class KvmModel:
             for code, s2 in S2_NAME.items():
                 c = combine(_TAGGED_S1, stage2_memattr(s2, f.fwb), fwb=f.fwb, features=f)
                 self._tag_reach[(h, code)] = bool(c.tagged) and f.mte
+        # the table-driven form: columns, then the groups of moves in the model's order
+        self.SLOTS = tuple(range(SLOT0, SLOT0 + self.nslots))
+        slot_values = ((),) + tuple(itertools.product(range(len(self.regions)), SLOT_FLAGS, SLOT_S2, SLOT_TAGS))
+        self.columns = (Column("host", tuple(range(len(self.hosts)))), Column("mte", BOOL),
+                        Column("vcpus", BOOL), Column("accessed", BOOL)) + tuple(
+            Column(f"slot{i}", slot_values) for i in range(self.nslots)) + self._extra_columns()
+        self.symmetric = (self.SLOTS,) if self.nslots > 1 else ()
+        # actions and kernel answers are values of a few inputs: each is computed once
+        self._act = functools.lru_cache(maxsize=None)(act)
+        self._prepare = functools.lru_cache(maxsize=None)(self._prepare_region)
+        self._fault = functools.lru_cache(maxsize=None)(self._read_fault)
+        self.groups = self._groups()
         self._props = self._build_properties()
+
+    def _extra_columns(self) -> tuple[Column, ...]:
+        return ()
 
     # --- helpers --------------------------------------------------------------------------------
     def _slot(self, flags: str) -> Slot:
@@ -131,175 +160,169 @@ class KvmModel:
             return self.remap_backings[r]
         return self.backings[r]
 
-    def init_states(self):
-        empty = ((),) * self.nslots
-        return [self._init(h, empty) for h in range(len(self.hosts))]
+    def _prepare_region(self, h: int, mte: bool, vcpus: bool, change: str, r: int, flags: str):
+        """kvm_arch_prepare_memory_region for a slot with ``flags`` over region ``r`` (for a
+        created slot: what is now over it, see :meth:`_cur_backing`)."""
+        b = self.backings[r] if change == "create" else self._cur_backing((r, flags))
+        vm = Vm(mte=mte, created_vcpus=int(vcpus))
+        return kvm_arch_prepare_memory_region(self.rules, self.feats[h], vm, change, self._slot(flags),
+                                              (b.vma,) if b.vma is not None else ())
 
-    def _init(self, h: int, slots: tuple) -> tuple:
-        return (h, False, False, False, slots)
+    def _read_fault(self, h: int, mte: bool, vcpus: bool, r: int, flags: str):
+        """The guest's first (read) fault on a slot with ``flags`` over region ``r``."""
+        vm = Vm(mte=mte, created_vcpus=int(vcpus))
+        return kvm_handle_guest_abort(self.rules, self.feats[h], vm, self._slot(flags),
+                                      self._cur_backing((r, flags)), _READ)
+
+    def init_rows(self):
+        return [self._init(h) for h in range(len(self.hosts))]
+
+    def _init(self, h: int) -> tuple:
+        return (h, False, False, False) + ((),) * self.nslots
+
+    def slots_of(self, state) -> tuple:
+        return state[SLOT0:SLOT0 + self.nslots]
 
     # --- transitions ----------------------------------------------------------------------------
-    def successors(self, state):
-        h, mte, vcpus, acc, slots = state[:5]
-        feats = self.feats[h]
-        rules = self.rules
-        vm = Vm(mte=mte, created_vcpus=int(vcpus))
-        if not vcpus and not mte and rules.mte_cap:
-            # KVM_CAP_ARM_MTE checks only that no vCPU exists: memslots made before it were
-            # checked without MTE (the fault-time re-check is what catches them)
-            if enable_cap(rules, feats, vm, KVM_CAP_ARM_MTE)[1] is None:
-                yield act("vmm", "enable_mte"), self._with(state, mte=True)
-        if not vcpus:
-            yield act("vmm", "start_vcpus"), self._with(state, vcpus=True)
-        for i, s in enumerate(slots):
-            if not s:
-                for r, kind in enumerate(self.regions):
-                    if not self.available[r]:
+    def _groups(self) -> tuple[Moves, ...]:
+        out = [Moves("enable_mte", (HOST, MTE, VCPUS), (MTE,), self._enable_mte),
+               Moves("start_vcpus", (VCPUS,), (VCPUS,), self._start_vcpus)]
+        for i, c in enumerate(self.SLOTS):
+            out.append(Moves(f"slot{i}", (HOST, MTE, VCPUS, ACC, c), (VCPUS, ACC, c),
+                             functools.partial(self._slot_moves, i), table="slot"))
+        return tuple(out)
+
+    def _enable_mte(self, vals):
+        h, mte, vcpus = vals
+        # KVM_CAP_ARM_MTE checks only that no vCPU exists: memslots made before it were checked
+        # without MTE (the fault-time re-check is what catches them)
+        if not vcpus and not mte and self.rules.mte_cap:
+            if enable_cap(self.rules, self.feats[h], Vm(mte=mte, created_vcpus=0), KVM_CAP_ARM_MTE)[1] is None:
+                return [(act("vmm", "enable_mte"), (True,))]
+        return []
+
+    def _start_vcpus(self, vals):
+        return [] if vals[0] else [(act("vmm", "start_vcpus"), (True,))]
+
+    def _slot_moves(self, i, vals):
+        """The VMM's and the guest's moves on slot ``i``: ``(action, (vcpus, accessed, slot))``."""
+        h, mte, vcpus, acc, s = vals
+        out = []
+        if not s:
+            for r, kind in enumerate(self.regions):
+                if not self.available[r]:
+                    continue
+                b = self.backings[r]
+                for flags in (("G",) if b.gmem else ("",) if b.vgic else self._flag_choices):
+                    res = self._prepare(h, mte, vcpus, "create", r, flags)
+                    if not res.ok:
                         continue
-                    b = self.backings[r]
-                    for flags in (("G",) if b.gmem else ("",) if b.vgic else self._flag_choices):
-                        res = kvm_arch_prepare_memory_region(rules, feats, vm, "create", self._slot(flags),
-                                                             (b.vma,) if b.vma is not None else ())
-                        if not res.ok:
-                            continue
-                        s2 = ""
-                        if res.premapped is not None:
-                            s2 = S2_CODE[res.premapped.s2]
-                        new = (r, flags, s2, "S")
-                        a = (act("vmm", "create_memslot", slot=i, backing=kind, flags=_FLAG_NAMES[flags])
-                             if flags else act("vmm", "create_memslot", slot=i, backing=kind))
-                        yield a, self._set_slot(state, i, new)
-                continue
-            r, flags, s2, tags = s
-            yield act("vmm", "delete_memslot", slot=i), self._set_slot(state, i, ())
-            if flags != "G" and not self.backings[r].vgic:
-                for r2, kind in enumerate(self.regions):
-                    if self.remap_backings[r2] is None or not self.available[r2]:
-                        continue
-                    new = (r2, flags, "", "S")
-                    if new != s:
-                        yield act("vmm", "mmap_over", slot=i, backing=kind), self._set_slot(state, i, new)
-            # guest actions (running the guest starts its vCPUs)
-            b = self._cur_backing(s)
-            run = self._with(state, vcpus=True, acc=True)
-            if not s2:
-                f = kvm_handle_guest_abort(rules, feats, vm, self._slot(flags), b, _READ)
-                if f.result != "map":
-                    continue          # error / abort: nothing changes
-                s2 = S2_CODE[f.s2]
-                if f.mte_sanitised and tags == "S":
-                    tags = "Z"
-            reach = mte and self._tag_reach[(h, s2)]
-            for s1 in S1_NAMES:
-                n = self._set_slot(run, i, (r, flags, s2, "G" if (reach and s1 == "Tagged") else tags))
-                if n != state:
-                    yield act("guest", "access", slot=i, s1=s1), n
-        yield from self._extra(state, vm, feats)
+                    s2 = S2_CODE[res.premapped.s2] if res.premapped is not None else ""
+                    a = (self._act("vmm", "create_memslot", slot=i, backing=kind, flags=_FLAG_NAMES[flags])
+                         if flags else self._act("vmm", "create_memslot", slot=i, backing=kind))
+                    out.append((a, (vcpus, acc, (r, flags, s2, "S"))))
+            return out
+        r, flags, s2, tags = s
+        out.append((self._act("vmm", "delete_memslot", slot=i), (vcpus, acc, ())))
+        if flags != "G" and not self.backings[r].vgic:
+            for r2, kind in enumerate(self.regions):
+                if self.remap_backings[r2] is None or not self.available[r2]:
+                    continue
+                new = (r2, flags, "", "S")
+                if new != s:
+                    out.append((self._act("vmm", "mmap_over", slot=i, backing=kind), (vcpus, acc, new)))
+        # guest actions (running the guest starts its vCPUs)
+        if not s2:
+            f = self._fault(h, mte, vcpus, r, flags)
+            if f.result != "map":
+                return out            # error / abort: nothing changes
+            s2 = S2_CODE[f.s2]
+            if f.mte_sanitised and tags == "S":
+                tags = "Z"
+        reach = mte and self._tag_reach[(h, s2)]
+        for s1 in S1_NAMES:
+            out.append((self._act("guest", "access", slot=i, s1=s1),
+                        (True, True, (r, flags, s2, "G" if (reach and s1 == "Tagged") else tags))))
+        return out
 
-    def _extra(self, state, vm, feats):
-        return ()
+    # --- properties (per slot: one clause each, over the host, the VM's MTE and the slot) ---------
+    def _mmio_ok(self, s) -> bool:
+        return not (s and s[2] == "N" and (b := self._cur_backing(s)).phys is not None and b.phys.mmio)
 
-    def actions(self, state):
-        return [a for a, _ in self.successors(state)]
+    def _nc_ok(self, s) -> bool:
+        return not (s and s[2] == "C" and not ((b := self._cur_backing(s)).vma is not None and b.vma.allow_any_uc))
 
-    def next_state(self, state, action: Action):
-        for a, n in self.successors(state):
-            if a == action:
-                return n
-        return None
-
-    def _with(self, state, *, mte=None, vcpus=None, acc=None):
-        h, m, v, a = state[:4]
-        return (h, m if mte is None else mte, v if vcpus is None else vcpus, a if acc is None else acc) + state[4:]
-
-    def _set_slot(self, state, i, new):
-        slots = state[4]
-        slots = slots[:i] + (new,) + slots[i + 1:]
-        if self.nslots == 2:
-            slots = tuple(sorted(slots))      # the two slots are interchangeable
-        return state[:4] + (slots,) + state[5:]
-
-    # --- properties -----------------------------------------------------------------------------
-    def _mapped(self, state):
-        h = state[0]
-        for s in state[4]:
-            if s and s[2]:
-                yield h, s, self._cur_backing(s)
-
-    def mmio_never_cacheable(self, state) -> bool:
-        return not any(s[2] == "N" and b.phys is not None and b.phys.mmio for _, s, b in self._mapped(state))
-
-    def nc_only_where_allowed(self, state) -> bool:
-        return not any(s[2] == "C" and not (b.vma is not None and b.vma.allow_any_uc)
-                       for _, s, b in self._mapped(state))
-
-    def cacheable_needs_cmo_path(self, state) -> bool:
-        for h, s, b in self._mapped(state):
-            f = self.feats[h]
-            if s[2] == "N" and b.phys is not None and not b.phys.linear and not (f.fwb and f.dic):
-                return False
-        return True
-
-    def no_cacheability_mismatch(self, state) -> bool:
-        for h, s, b in self._mapped(state):
-            f = self.feats[h]
-            phys = b.phys
-            host_cacheable = b.vma.cacheable if b.vma is not None else bool(phys and phys.cacheable_ok and phys.linear)
-            guest_noncacheable = s[2] in ("C", "D") or (s[2] == "N" and not f.fwb)
-            guest_cacheable = s[2] == "N"
-            mismatch = (host_cacheable and guest_noncacheable) or (not host_cacheable and guest_cacheable)
-            # managed: Normal at stage 2 on memory KVM cleans through the linear map (non-FWB), or
-            # FWB forcing the one cacheable view both sides share
-            managed = s[2] == "N" and phys is not None and phys.linear and host_cacheable
-            if mismatch and not managed:
-                return False
-        return True
-
-    def tags_only_on_tag_storage(self, state) -> bool:
-        if not state[1]:
+    def _cmo_ok(self, h, s) -> bool:
+        if not (s and s[2] == "N"):
             return True
-        return not any(self._tag_reach[(h, s[2])] and not (b.phys and b.phys.tag_storage)
-                       for h, s, b in self._mapped(state))
+        f, b = self.feats[h], self._cur_backing(s)
+        return not (b.phys is not None and not b.phys.linear and not (f.fwb and f.dic))
 
-    def tags_sanitised(self, state) -> bool:
-        if not state[1]:
+    def _mismatch_ok(self, h, s) -> bool:
+        if not (s and s[2]):
             return True
-        return not any(self._tag_reach[(h, s[2])] and b.phys and b.phys.tag_storage and s[3] == "S"
-                       for h, s, b in self._mapped(state))
+        f, b = self.feats[h], self._cur_backing(s)
+        phys = b.phys
+        host_cacheable = b.vma.cacheable if b.vma is not None else bool(phys and phys.cacheable_ok and phys.linear)
+        guest_noncacheable = s[2] in ("C", "D") or (s[2] == "N" and not f.fwb)
+        guest_cacheable = s[2] == "N"
+        mismatch = (host_cacheable and guest_noncacheable) or (not host_cacheable and guest_cacheable)
+        # managed: Normal at stage 2 on memory KVM cleans through the linear map (non-FWB), or
+        # FWB forcing the one cacheable view both sides share
+        managed = s[2] == "N" and phys is not None and phys.linear and host_cacheable
+        return not (mismatch and not managed)
+
+    def _tag_storage_ok(self, h, mte, s) -> bool:
+        if not (mte and s and s[2]):
+            return True
+        b = self._cur_backing(s)
+        return not (self._tag_reach[(h, s[2])] and not (b.phys and b.phys.tag_storage))
+
+    def _sanitised_ok(self, h, mte, s) -> bool:
+        if not (mte and s and s[2]):
+            return True
+        b = self._cur_backing(s)
+        return not (self._tag_reach[(h, s[2])] and b.phys and b.phys.tag_storage and s[3] == "S")
+
+    def _per_slot(self, pre: tuple[int, ...], pred) -> tuple[Clause, ...]:
+        return tuple(Clause(pre + (c,), pred) for c in self.SLOTS)
 
     def _build_properties(self):
-        P = Property
+        P = TableProperty
+        ps = self._per_slot
         props = [
-            P("mmio-never-cacheable", "always", self.mmio_never_cacheable,
+            P("mmio-never-cacheable", "always", ps((), self._mmio_ok),
               "no guest-reachable stage-2 mapping makes MMIO Normal cacheable", "2023 Normal-NC thread"),
-            P("nc-only-where-allowed", "always", self.nc_only_where_allowed,
+            P("nc-only-where-allowed", "always", ps((), self._nc_ok),
               "stage-2 Normal-NC only where the VMA has VM_ALLOW_ANY_UNCACHED", "VM_ALLOW_ANY_UNCACHED patch"),
-            P("cacheable-needs-cmo-path", "always", self.cacheable_needs_cmo_path,
+            P("cacheable-needs-cmo-path", "always", ps((HOST,), self._cmo_ok),
               "memory without a linear map is stage-2 cacheable only with FWB and DIC", "cacheable-PFNMAP thread"),
-            P("no-cacheability-mismatch", "always", self.no_cacheability_mismatch,
+            P("no-cacheability-mismatch", "always", ps((HOST,), self._mismatch_ok),
               "guest/host cacheability differ only where the kernel keeps them coherent", "cacheable-PFNMAP series"),
-            P("tags-only-on-tag-storage", "always", self.tags_only_on_tag_storage,
+            P("tags-only-on-tag-storage", "always", ps((HOST, MTE), self._tag_storage_ok),
               "tagged accesses reachable only on memory with tag storage", "MTE for KVM guest"),
-            P("tags-sanitised", "always", self.tags_sanitised,
+            P("tags-sanitised", "always", ps((HOST, MTE), self._sanitised_ok),
               "a guest can never read a previous owner's tags", "MTE for KVM guest"),
         ]
         props += self._sometimes()
         return props
 
     def _sometimes(self):
-        P = Property
-        out = [P("mapping-exists", "sometimes", lambda s: any(x and x[2] for x in s[4])),
-               P("guest-access-happened", "sometimes", lambda s: s[3])]
+        P = TableProperty
+        out = [P("mapping-exists", "sometimes", self._per_slot((), lambda x: bool(x and x[2]))),
+               P("guest-access-happened", "sometimes", (Clause((ACC,), bool),))]
         if self.rules.mte_cap and any(f.mte for f in self.feats):
-            out.append(P("tagged-access-happened", "sometimes", lambda s: any(x and x[3] == "G" for x in s[4])))
+            out.append(P("tagged-access-happened", "sometimes",
+                         self._per_slot((), lambda x: bool(x and x[3] == "G"))))
         return out
 
-    def properties(self):
+    def table_properties(self):
         return self._props
 
     # --- text -------------------------------------------------------------------------------------
     def format_state(self, state) -> str:
-        h, mte, vcpus, acc, slots = state[:5]
+        h, mte, vcpus = state[:3]
+        slots = self.slots_of(state)
         parts = [f"host={self.host_names[h]}", f"mte={int(mte)}", f"vcpus={int(vcpus)}"]
         for i, s in enumerate(slots):
             if not s:
@@ -317,7 +340,7 @@ class KvmModel:
         vm = Vm(mte=mte, created_vcpus=int(vcpus))
         if action.name == "access":
             i = action.arg("slot")
-            s = state[4][i]
+            s = state[SLOT0 + i]
             txt = ""
             if s and not s[2]:
                 f = kvm_handle_guest_abort(self.rules, feats, vm, self._slot(s[1]), self._cur_backing(s), _READ)
@@ -329,7 +352,7 @@ class KvmModel:
                     txt += ", tags NOT sanitised"
                 if unv:
                     txt += "; UNVERIFIED: " + ", ".join(unv)
-            ns = next_state[4][i] if next_state else None
+            ns = next_state[SLOT0 + i] if next_state else None
             if ns and ns[2]:
                 fe = feats if mte else replace(feats, mte=False)
                 c = combine(USUAL_S1[action.arg("s1")], stage2_memattr(S2_NAME[ns[2]], feats.fwb),
@@ -337,7 +360,7 @@ class KvmModel:
                 txt += ("; " if txt else "") + f"guest {action.arg('s1')} -> {c.label}"
             return txt
         if action.name == "create_memslot":
-            s = next_state[4][action.arg("slot")] if next_state else None
+            s = next_state[SLOT0 + action.arg("slot")] if next_state else None
             pre = f", pre-mapped {S2_NAME[s[2]]} (P0)" if s and s[2] else ""
             return f"memslot created{pre}"
         if action.name == "mmap_over":
@@ -362,5 +385,6 @@ FAMILY = Family(
     properties=("mmio-never-cacheable", "nc-only-where-allowed", "cacheable-needs-cmo-path",
                 "no-cacheability-mismatch", "tags-only-on-tag-storage", "tags-sanitised"),
     applies=applies,
+    bench_params={"slots": 4},
 )
 

@@ -1,0 +1,309 @@
+"""Table-driven models: a state is a fixed-width row of columns with finite domains, and every
+action reads and writes only a few columns.
+
+This is the "canonical fixed-width state encoding" of peers.md section 4.4: it lets one model
+definition run on two back-ends,
+
+* the per-state explorer (:mod:`memtypes.explore.search`, any :class:`~.model.Model`), through
+  the ordinary ``init_states`` / ``successors`` / ``properties`` derived here; and
+* the vectorised level-synchronous explorer (:mod:`memtypes.explore.vector`), which never calls
+  the model per state: it calls each group's ``fn`` once per distinct *projection* of a state on
+  the group's ``reads`` (a transition table filled lazily, like TLC's action caching), packs a
+  state into one exact integer (mixed radix over the column domains: no hash, no collision) and
+  applies a move as one integer addition.
+
+A model subclasses :class:`TableModel` and sets
+
+* ``columns``: :class:`Column` values (a name and the finite, ordered domain of values; a value's
+  *code* is its index);
+* ``groups``: :class:`Moves` values in the model's deterministic order; ``fn(read_values)``
+  returns ``(Action, written_values)`` pairs in order.  ``writes`` must be a subset of ``reads``
+  (so the effect of a move on the packed state depends only on the read values);
+* ``symmetric``: sets of interchangeable columns (same domain): a state is canonical with their
+  codes ascending (symmetry reduction, as in stateright's ``Representative``);
+* ``init_rows()`` and ``table_properties()``: :class:`TableProperty` values whose ``clauses``
+  each read a few columns: an ``always`` property holds when every clause holds, a ``sometimes``
+  target is reached when any clause holds (``quantifier`` overrides either).
+
+States are plain tuples of column values, so traces, scenario files and ``describe`` work as for
+any model.  The contract (writes within reads, functions of the read values only) is what makes
+the two back-ends agree; ``tests/explore`` checks that they find the same states in the same order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from memtypes.explore.model import Action, Property
+
+__all__ = ["Column", "Moves", "Clause", "TableProperty", "TableModel"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    values: tuple
+    """The finite domain, in code order (a value's code is its index)."""
+
+
+@dataclass(frozen=True)
+class Moves:
+    """A group of actions over a few columns.  ``fn(read_values)`` (the values of ``reads``, in
+    that order) returns the enabled moves as ``(Action, values of writes)`` pairs, in order.
+    Groups with the same non-empty ``table`` share the vector back-end's transition table: their
+    ``fn`` must give the same writes for the same read values (their actions may differ)."""
+
+    name: str
+    reads: tuple[int, ...]
+    writes: tuple[int, ...]
+    fn: Callable[[tuple], Iterable[tuple[Action, tuple]]]
+    table: str = ""
+
+
+@dataclass(frozen=True)
+class Clause:
+    """``pred(*values)`` over the values of ``reads``."""
+
+    reads: tuple[int, ...]
+    pred: Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class TableProperty:
+    name: str
+    kind: Literal["always", "sometimes"]
+    clauses: tuple[Clause, ...]
+    rationale: str = ""
+    source: str = ""
+    quantifier: Literal["all", "any", None] = None
+    """How the clauses combine: by default ``all`` for ``always`` and ``any`` for ``sometimes``."""
+
+    @property
+    def conjunction(self) -> bool:
+        return (self.quantifier or ("all" if self.kind == "always" else "any")) == "all"
+
+
+def _getter(idx: tuple[int, ...]) -> Callable[[tuple], tuple]:
+    if len(idx) == 1:
+        (i,) = idx
+        return lambda s: (s[i],)
+    from operator import itemgetter
+    return itemgetter(*idx)
+
+
+class TableModel:
+    """Base class of table-driven models (see the module docstring)."""
+
+    name: str = "table-model"
+    columns: tuple[Column, ...] = ()
+    groups: tuple[Moves, ...] = ()
+    symmetric: tuple[tuple[int, ...], ...] = ()
+
+    # --- to be defined by the model -----------------------------------------------------------
+    def init_rows(self) -> Sequence[tuple]:
+        raise NotImplementedError
+
+    def table_properties(self) -> Sequence[TableProperty]:
+        raise NotImplementedError
+
+    # --- derived structure --------------------------------------------------------------------
+    def table_setup(self) -> None:
+        """Validate the declaration and build the code maps; called once, lazily."""
+        if getattr(self, "_tm_ready", False):
+            return
+        cols = self.columns
+        ncol = len(cols)
+        for g in self.groups:
+            bad = [c for c in g.reads + g.writes if not 0 <= c < ncol]
+            if bad:
+                raise ValueError(f"group {g.name}: column index {bad[0]} out of range")
+            if not set(g.writes) <= set(g.reads):
+                raise ValueError(f"group {g.name}: writes {g.writes} must be among its reads {g.reads}")
+        for sym in self.symmetric:
+            if len({cols[c].values for c in sym}) != 1:
+                raise ValueError(f"symmetric columns {sym} must share one domain")
+        self._tm_code = [{v: i for i, v in enumerate(c.values)} for c in cols]
+        strides, acc = [0] * ncol, 1
+        for c in range(ncol - 1, -1, -1):
+            strides[c] = acc
+            acc *= len(cols[c].values)
+        self._tm_strides, self._tm_space = tuple(strides), acc
+        self._tm_get = [_getter(g.reads) for g in self.groups]
+        self._tm_memo: list[dict] = [{} for _ in self.groups]
+        # groups sharing a table share one memo of their writes (their actions may differ)
+        tids = [g.table or f"#{gi}" for gi, g in enumerate(self.groups)]
+        shared: dict[str, dict] = {}
+        self._tm_wmemo: list[dict] = [shared.setdefault(t, {}) for t in tids]
+        symcols = {c for s in self.symmetric for c in s}
+        self._tm_canon = [bool(symcols & set(g.writes)) for g in self.groups]
+        self._tm_ready = True
+
+    @property
+    def code_space(self) -> int:
+        """The number of distinct packed codes (product of the domain sizes)."""
+        self.table_setup()
+        return self._tm_space
+
+    def canon(self, row: tuple) -> tuple:
+        """The representative of ``row``: each symmetric set of columns sorted by code."""
+        if not self.symmetric:
+            return row
+        self.table_setup()
+        out = list(row)
+        for sym in self.symmetric:
+            code = self._tm_code[sym[0]]
+            vals = sorted((row[c] for c in sym), key=code.__getitem__)
+            for c, v in zip(sym, vals):
+                out[c] = v
+        return tuple(out)
+
+    def moves_of(self, gi: int, vals: tuple) -> tuple:
+        """Group ``gi``'s moves for read values ``vals`` (memoised: ``fn`` is pure)."""
+        memo = self._tm_memo[gi]
+        mv = memo.get(vals)
+        if mv is None:
+            g = self.groups[gi]
+            mv = memo[vals] = tuple((a, tuple(w)) for a, w in g.fn(vals))
+        return mv
+
+    def writes_of(self, gi: int, vals: tuple) -> tuple:
+        """The written values of group ``gi``'s moves for read values ``vals``, in order (one
+        memo per table: groups sharing a table have the same writes)."""
+        memo = self._tm_wmemo[gi]
+        w = memo.get(vals)
+        if w is None:
+            m = self._tm_memo[gi].get(vals)
+            if m is None:
+                m = tuple((a, tuple(x)) for a, x in self.groups[gi].fn(vals))
+            w = memo[vals] = tuple(x for _a, x in m)
+        return w
+
+    def encode(self, state: tuple) -> int:
+        """The exact packed code of ``state`` (mixed radix over the column domains)."""
+        self.table_setup()
+        return sum(code[v] * st for code, v, st in zip(self._tm_code, state, self._tm_strides))
+
+    def decode(self, code: int) -> tuple:
+        self.table_setup()
+        out = []
+        for col, st in zip(self.columns, self._tm_strides):
+            q, code = divmod(code, st)
+            out.append(col.values[q])
+        return tuple(out)
+
+    def value_domains(self, max_combos: int = 1 << 18) -> tuple[tuple, ...]:
+        """For each column, the values it can hold in a reachable state (an over-approximation),
+        in the declared order: start from the initial rows and apply every group to every
+        combination of the values known so far for its reads until nothing new appears.  This
+        is a non-relational abstraction, sound because a group's moves are a function of its
+        read values only; the vector explorer packs states over these smaller domains.  If a
+        group would need more than ``max_combos`` combinations, the declared domains are kept.
+        The moves computed here are memoised for both explorers."""
+        got = getattr(self, "_tm_domains", None)
+        if got is not None:
+            return got
+        self.table_setup()
+        cols = self.columns
+        known: list[set] = [set() for _ in cols]
+        for sym in self.symmetric:                  # interchangeable columns share one set
+            for c in sym[1:]:
+                known[c] = known[sym[0]]
+        for row in self.init_states():
+            for c, v in enumerate(row):
+                known[c].add(v)
+        used: list[list] = [[[] for _ in g.reads] for g in self.groups]   # values already combined
+        changed = True
+        while changed:
+            changed = False
+            round_done: set = set()
+            for gi, g in enumerate(self.groups):
+                sig = (id(self._tm_wmemo[gi]), tuple((id(known[c]), len(known[c])) for c in g.reads))
+                if sig in round_done:
+                    continue                    # a group of the same table over the same values
+                round_done.add(sig)
+                cur = [sorted(known[c], key=self._tm_code[c].__getitem__) for c in g.reads]
+                n = 1
+                for d in cur:
+                    n *= len(d)
+                if n > max_combos:
+                    self._tm_domains = tuple(c.values for c in cols)
+                    return self._tm_domains
+                old = used[gi]
+                new = [[v for v in d if v not in set(o)] for d, o in zip(cur, old)]
+                # semi-naive: each combination with at least one new value, exactly once
+                for j in range(len(cur)):
+                    if not new[j]:
+                        continue
+                    for vals in itertools.product(*old[:j], new[j], *cur[j + 1:]):
+                        for w in self.writes_of(gi, vals):
+                            for c, v in zip(g.writes, w):
+                                if v not in known[c]:
+                                    if v not in self._tm_code[c]:
+                                        raise ValueError(f"group {g.name}: value {v!r} is not in the "
+                                                         f"domain of column {cols[c].name}")
+                                    known[c].add(v)
+                                    changed = True
+                used[gi] = cur
+        self._tm_domains = tuple(tuple(v for v in col.values if v in known[c]) for c, col in enumerate(cols))
+        return self._tm_domains
+
+    # --- the Model protocol ---------------------------------------------------------------------
+    def init_states(self) -> list[tuple]:
+        self.table_setup()
+        return [self.canon(tuple(r)) for r in self.init_rows()]
+
+    def successors(self, state: tuple) -> Iterable[tuple[Action, tuple]]:
+        self.table_setup()
+        for gi, g in enumerate(self.groups):
+            mv = self.moves_of(gi, self._tm_get[gi](state))
+            if not mv:
+                continue
+            writes, canon = g.writes, self._tm_canon[gi]
+            for a, w in mv:
+                n = list(state)
+                for c, v in zip(writes, w):
+                    n[c] = v
+                n = tuple(n)
+                if canon:
+                    n = self.canon(n)
+                if n != state:
+                    yield a, n
+
+    def next_states(self, state: tuple) -> list[tuple]:
+        return [n for _, n in self.successors(state)]
+
+    def actions(self, state: tuple) -> list[Action]:
+        return [a for a, _ in self.successors(state)]
+
+    def next_state(self, state: tuple, action: Action) -> tuple | None:
+        for a, n in self.successors(state):
+            if a == action:
+                return n
+        return None
+
+    def properties(self) -> list[Property]:
+        props = getattr(self, "_tm_props", None)
+        if props is None:
+            props = self._tm_props = [self._property(p) for p in self.table_properties()]
+        return props
+
+    @staticmethod
+    def _property(tp: TableProperty) -> Property:
+        parts = [(_getter(cl.reads), cl.pred, {}) for cl in tp.clauses]
+
+        def holds(get, pred, memo, s) -> bool:
+            k = get(s)
+            v = memo.get(k)
+            if v is None:
+                v = memo[k] = bool(pred(*k))
+            return v
+
+        if tp.conjunction:
+            def check(s: Any) -> bool:
+                return all(holds(g, p, m, s) for g, p, m in parts)
+        else:
+            def check(s: Any) -> bool:
+                return any(holds(g, p, m, s) for g, p, m in parts)
+        return Property(tp.name, tp.kind, check, tp.rationale, tp.source)

@@ -1,0 +1,233 @@
+"""The vectorised explorer against the serial one: the same states in the same order, the same
+depth, transitions, verdicts and shortest traces, on synthetic table-driven models (fixed and
+random), under bounds, across chunk boundaries, with both visited structures and with inferred
+domains; plus its parts (bitmap, hash set, domain inference) and the fallback rules."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+np = pytest.importorskip("numpy")
+
+from memtypes.explore import explore, replay                                  # noqa: E402
+from memtypes.explore import vector                                           # noqa: E402
+from memtypes.explore.model import Action                                     # noqa: E402
+from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty  # noqa: E402
+from memtypes.explore.toy import TableCounters                                # noqa: E402
+
+
+def summary(r):
+    return (r.states, r.depth, r.transitions, r.complete, r.truncated_by,
+            {n: (t.init_index, t.actions, t.states) for n, t in r.violations.items()},
+            {n: (t.init_index, t.actions, t.states) for n, t in r.reached.items()})
+
+
+def same(model, **kw):
+    a = explore(model, backend="serial", **kw)
+    b = explore(model, backend="vector", **kw)
+    assert b.fingerprint == "packed" and a.fingerprint == "hash"
+    assert summary(a) == summary(b)
+    return b
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed models with known answers
+
+
+def test_counters_known_counts_and_traces():
+    r = same(TableCounters(4, 2, bad=5))
+    assert r.states == 3 ** 4 and r.depth == 8 and r.complete
+    assert len(r.violations["sum-below"]) == 5 and len(r.reached["all-max"]) == 8
+    t = r.violations["sum-below"]
+    assert replay(TableCounters(4, 2, bad=5), t.init_index, t.actions) == t.states
+    assert r.collision_probability == 0.0          # packed codes are exact
+
+
+def test_counters_symmetric_pairs():
+    r = same(TableCounters(6, 3, bad=7, symmetric=True))
+    # three interchangeable pairs of 0..3 counters: C(4+1, 2) = 10 multisets per pair
+    assert r.states == 10 ** 3
+
+
+@pytest.mark.parametrize("kw", [dict(max_depth=3), dict(max_depth=0), dict(max_states=50),
+                                dict(max_states=1), dict(stop_on_violation=False)])
+def test_bounds_match_serial(kw):
+    same(TableCounters(5, 2, bad=6), **kw)
+
+
+def test_small_chunks_and_hash_set(monkeypatch):
+    """Levels split over many chunks, and the hash-set visited structure, change nothing."""
+    monkeypatch.setattr(vector, "CHUNK", 8)
+    same(TableCounters(5, 3, bad=9, symmetric=True))
+    monkeypatch.setattr(vector, "DENSE_CODES", 0)
+    r = same(TableCounters(5, 3, bad=9, symmetric=True))
+    assert r.states > 8
+
+
+def test_inferred_domains_match(monkeypatch):
+    """When the declared code space is too large for a bitmap the explorer packs states over
+    the inferred (reachable-value) domains: same answers."""
+    monkeypatch.setattr(vector, "DENSE_CODES", 10)
+    m = Sparse()
+    same(m)
+    doms = m.value_domains()
+    assert len(doms[0]) < len(m.columns[0].values)
+
+
+class Sparse(TableModel):
+    """A counter that only ever holds even numbers out of a domain of 0..99, with a flag."""
+
+    name = "sparse"
+    columns = (Column("n", tuple(range(100))), Column("f", (False, True)))
+
+    def __init__(self):
+        self.groups = (Moves("add2", (0,), (0,), lambda v: [(Action("a", "add2"), (v[0] + 2,))] if v[0] < 20 else []),
+                       Moves("flag", (0, 1), (1,), lambda v: [(Action("a", "flag"), (True,))] if v[0] == 10 else []))
+
+    def init_rows(self):
+        return [(0, False)]
+
+    def table_properties(self):
+        return [TableProperty("not-16", "always", (Clause((0,), lambda n: n != 16),)),
+                TableProperty("flagged", "sometimes", (Clause((1,), bool),))]
+
+
+def test_value_domains_sound_on_sparse():
+    m = Sparse()
+    doms = m.value_domains()
+    reach = set()
+    todo = list(m.init_states())
+    while todo:
+        s = todo.pop()
+        if s in reach:
+            continue
+        reach.add(s)
+        todo.extend(m.next_states(s))
+    for c in range(2):
+        assert {s[c] for s in reach} <= set(doms[c])
+    assert doms[0] == tuple(range(0, 21, 2))
+
+
+def test_unsupported_falls_back_to_serial(monkeypatch):
+    monkeypatch.setattr(vector, "MAX_TABLE", 2)
+    m = TableCounters(3, 2)                        # each group's table has 3 entries
+    assert explore(m).fingerprint == "hash"
+    with pytest.raises(vector.Unsupported):
+        explore(m, backend="vector")
+
+
+def test_models_that_are_not_table_driven_use_the_serial_explorer():
+    from memtypes.explore.toy import Counters
+    assert explore(Counters(3, 2)).fingerprint == "hash"
+    with pytest.raises(vector.Unsupported):
+        explore(Counters(3, 2), backend="vector")
+    with pytest.raises(ValueError):
+        explore(Counters(3, 2), backend="gpu")
+
+
+def test_writes_outside_reads_rejected():
+    class Bad(Sparse):
+        def __init__(self):
+            self.groups = (Moves("x", (0,), (1,), lambda v: []),)
+    with pytest.raises(ValueError, match="must be among its reads"):
+        explore(Bad(), backend="serial")
+
+
+# --------------------------------------------------------------------------------------------
+# Visited structures
+
+
+def test_bitmap_and_hash_set_agree_with_a_python_set():
+    rng = np.random.default_rng(7)
+    space = 1 << 20
+    bm, hs, ref = vector._Bitmap(space), vector._HashSet(log2=4), set()
+    for _ in range(30):
+        q = rng.integers(0, space, 300)
+        for vs in (bm, hs):
+            assert vs.seen(q).tolist() == [int(x) in ref for x in q]
+        new = np.unique(q[~bm.seen(q)])
+        bm.add(new)
+        hs.add(new)
+        ref.update(int(x) for x in new)
+    assert hs.n == len(ref) and 2 * hs.n <= hs.tab.size   # grew, load <= 1/2
+
+
+# --------------------------------------------------------------------------------------------
+# Random table-driven models: the two explorers agree exactly
+
+
+class Random(TableModel):
+    name = "random"
+
+    def __init__(self, sizes, groups, props, inits, sym):
+        self.columns = tuple(Column(f"c{i}", tuple(range(n))) for i, n in enumerate(sizes))
+        self.symmetric = sym
+        self.groups = tuple(Moves(f"g{gi}", reads, writes, self._fn(gi, table), tbl)
+                            for gi, (reads, writes, table, tbl) in enumerate(groups))
+        self._props = props
+        self._inits = inits
+
+    @staticmethod
+    def _fn(gi, table):
+        def fn(vals):
+            return [(Action("g", f"g{gi}", (("m", j),)), w) for j, w in enumerate(table.get(vals, ()))]
+        return fn
+
+    def init_rows(self):
+        return self._inits
+
+    def table_properties(self):
+        return self._props
+
+
+@st.composite
+def random_models(draw):
+    ncol = draw(st.integers(1, 4))
+    size = draw(st.integers(2, 4))
+    sizes = [size if draw(st.booleans()) else draw(st.integers(2, 4)) for _ in range(ncol)]
+    same_cols = [c for c in range(ncol) if sizes[c] == size]
+    sym = ()
+    if len(same_cols) >= 2 and draw(st.booleans()):
+        sym = (tuple(same_cols[:draw(st.integers(2, len(same_cols)))]),)
+    groups = []
+    for _ in range(draw(st.integers(1, 4))):
+        reads = tuple(sorted(draw(st.sets(st.integers(0, ncol - 1), min_size=1, max_size=ncol))))
+        writes = tuple(sorted(draw(st.sets(st.sampled_from(reads), min_size=1, max_size=len(reads)))))
+        table = {}
+        for vals in itertools.product(*[range(sizes[c]) for c in reads]):
+            k = draw(st.integers(0, 2))
+            table[vals] = [tuple(draw(st.integers(0, sizes[c] - 1)) for c in writes) for _ in range(k)]
+        groups.append((reads, writes, table, ""))
+    props = []
+    for i in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["always", "sometimes"]))
+        clauses = []
+        for _ in range(draw(st.integers(0, 2))):
+            reads = tuple(sorted(draw(st.sets(st.integers(0, ncol - 1), min_size=1, max_size=2))))
+            good = draw(st.sets(st.tuples(*[st.integers(0, sizes[c] - 1) for c in reads]), max_size=8))
+            clauses.append(Clause(reads, lambda *v, good=frozenset(good), kind=kind: (v in good) == (kind == "sometimes")))
+        q = draw(st.sampled_from([None, "all", "any"]))
+        props.append(TableProperty(f"p{i}", kind, tuple(clauses), quantifier=q))
+    inits = [tuple(draw(st.integers(0, n - 1)) for n in sizes) for _ in range(draw(st.integers(1, 3)))]
+    return Random(sizes, groups, props, inits, sym)
+
+
+@settings(max_examples=120, deadline=None)
+@given(random_models(), st.sampled_from([None, 1, 2, 4]), st.sampled_from([None, 3, 10]))
+def test_random_models_agree(model, max_depth, max_states):
+    same(model, max_depth=max_depth, max_states=max_states)
+
+
+@settings(max_examples=30, deadline=None)
+@given(random_models())
+def test_random_models_agree_on_inferred_domains_and_hash_set(model):
+    old = vector.DENSE_CODES, vector.CHUNK
+    try:
+        vector.DENSE_CODES, vector.CHUNK = 0, 4
+        same(model)
+    finally:
+        vector.DENSE_CODES, vector.CHUNK = old
