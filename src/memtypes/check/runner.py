@@ -99,6 +99,8 @@ class JobResult:
     results: list[PropertyResult]
     unlisted: list[str] = field(default_factory=list)
     """``always`` properties of the model that are not in the catalogue (not reported)."""
+    explorer: str = "serial"
+    """Which explorer searched the job: ``vector`` (table-driven model, numpy) or ``serial``."""
 
 
 @dataclass
@@ -176,7 +178,7 @@ def step_dicts(model: Any, init_index: int, actions: Sequence[Action],
 
 
 def run_job(fam: Family, job: Job, params: Mapping[str, Any], *, max_depth: int | None,
-            max_states: int | None, props: Sequence[str]) -> JobResult:
+            max_states: int | None, props: Sequence[str], explorer: str = "auto") -> JobResult:
     """Build, explore and judge one (family, kernel, variant)."""
     from memtypes.explore import explore
 
@@ -185,7 +187,7 @@ def run_job(fam: Family, job: Job, params: Mapping[str, Any], *, max_depth: int 
     mprops = list(model.properties())
     always = [p.name for p in mprops if p.kind == "always"]
     sometimes = [p.name for p in mprops if p.kind == "sometimes"]
-    res = explore(model, max_depth=max_depth, max_states=max_states or None)
+    res = explore(model, max_depth=max_depth, max_states=max_states or None, backend=explorer)
     reached = {s: s in res.reached for s in sometimes}
     unreached = [s for s in sometimes if not reached[s]]
     checked = set(always) & set(fam.properties or catalogue.NAMES)
@@ -207,7 +209,8 @@ def run_job(fam: Family, job: Job, params: Mapping[str, Any], *, max_depth: int 
         results.append(r)
     return JobResult(job, dict(params), res.states, res.transitions, res.depth,
                      bool(res.complete), time.perf_counter() - t0, reached, results,
-                     unlisted=sorted(set(always) - set(catalogue.NAMES)))
+                     unlisted=sorted(set(always) - set(catalogue.NAMES)),
+                     explorer="vector" if res.fingerprint == "packed" else "serial")
 
 
 # -- process pool ---------------------------------------------------------------------------
@@ -220,12 +223,13 @@ def _pool_init(fams_blob: bytes) -> None:
     _POOL_FAMILIES = {f.name: f for f in pickle.loads(fams_blob)}
 
 
-def _pool_run(job: Job, params: dict, max_depth, max_states, props) -> JobResult:
+def _pool_run(job: Job, params: dict, max_depth, max_states, props, explorer) -> JobResult:
     return run_job(_POOL_FAMILIES[job.family], job, params, max_depth=max_depth,
-                   max_states=max_states, props=props)
+                   max_states=max_states, props=props, explorer=explorer)
 
 
 ProgressFn = Callable[[int, int, Job], None]
+EXPLORERS = ("auto", "serial", "vector")
 
 
 def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None = None,
@@ -234,10 +238,13 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
                max_states: int | None = DEFAULT_MAX_STATES,
                workers: int | None = None,
                params: Mapping[str, Mapping[str, Any]] | None = None,
-               progress: ProgressFn | None = None) -> MatrixResult:
+               progress: ProgressFn | None = None, explorer: str = "auto") -> MatrixResult:
     """Run the matrix.  ``families`` defaults to the built-in ones (:mod:`.registry`);
     ``kernel`` is an era's first version; ``params`` maps a family name to parameter
-    overrides; ``max_states=0``/``None`` lifts the per-job bound."""
+    overrides; ``max_states=0``/``None`` lifts the per-job bound; ``explorer``: ``auto``,
+    ``serial`` or ``vector`` (see :func:`memtypes.explore.explore`)."""
+    if explorer not in EXPLORERS:
+        raise InputError(f"unknown explorer '{explorer}'", where="--explorer", expected=", ".join(EXPLORERS))
     from memtypes.check import registry
 
     missing: list[str] = []
@@ -252,6 +259,13 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
     jobs = plan(families, kernel=kernel, variant=variant)
     by_name = {f.name: f for f in families}
     job_params = [_merge_params(by_name[j.family], params) for j in jobs]
+    if explorer == "vector":
+        from memtypes.explore import vector
+        for j, p in {j.family: (j, p) for j, p in zip(jobs, job_params)}.values():
+            why = vector.supports(by_name[j.family].build(j.kernel, j.variant, dict(p)))
+            if why is not None:
+                raise InputError(f"family {j.family}: {why}", where="--explorer vector",
+                                 expected="--explorer auto or serial")
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise InputError(f"'{workers}' workers", where="--workers", expected="an integer >= 1")
@@ -270,7 +284,7 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
         ctx = get_context("spawn")
         with ProcessPoolExecutor(max_workers=used, mp_context=ctx, initializer=_pool_init,
                                  initargs=(blob,)) as pool:
-            futs = {pool.submit(_pool_run, job, p, max_depth, max_states, props): i
+            futs = {pool.submit(_pool_run, job, p, max_depth, max_states, props, explorer): i
                     for i, (job, p) in enumerate(zip(jobs, job_params))}
             for fut in as_completed(futs):
                 i = futs[fut]
@@ -281,7 +295,7 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
     else:
         for i, (job, p) in enumerate(zip(jobs, job_params)):
             results[i] = run_job(by_name[job.family], job, p, max_depth=max_depth,
-                                 max_states=max_states, props=props)
+                                 max_states=max_states, props=props, explorer=explorer)
             done += 1
             if progress:
                 progress(done, len(jobs), job)
@@ -308,7 +322,7 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
         "workers": used,
         "per_job": [{"family": j.job.family, "kernel": j.job.kernel, "variant": j.job.variant,
                      "states": j.states, "transitions": j.transitions, "depth": j.depth,
-                     "complete": j.complete,
+                     "complete": j.complete, "explorer": j.explorer,
                      "unreached": [k for k, v in j.sometimes.items() if not v],
                      "unlisted_properties": j.unlisted} for j in jr],
         "timing": {"seconds": round(seconds, 3),

@@ -107,6 +107,9 @@ def check(
     save_traces: Optional[str] = typer.Option(None, "--save-traces",
                                               help="Write each counterexample as a scenario file in DIR."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a property is violated."),
+    explorer: str = typer.Option("auto", "--explorer",
+                                 help="auto (vectorised for table-driven families when numpy is "
+                                      "installed), serial or vector: both give the same answers."),
     param: Optional[List[str]] = typer.Option(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
@@ -155,7 +158,7 @@ def check(
         matrix = runner.run_matrix(
             fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
             max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
-            workers=workers, params=params, progress=progress)
+            workers=workers, params=params, progress=progress, explorer=explorer)
     finally:
         progress.stop()
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []

@@ -185,8 +185,9 @@ def default_models(family: str | None = None) -> list[tuple[str, Callable[[], An
         kernel = fam.kernels[-1]
         params = dict(fam.default_params)
         params.update(fam.bench_params)
-        extra = ",".join(f"{k}={v}" for k, v in sorted(fam.bench_params.items()) if k not in ("hosts",))
-        out.append((f"{fam.name} {kernel} mainline" + (f" [{extra}]" if extra else ""),
+        extra = ",".join(f"{k}={v}" if not isinstance(v, (list, tuple)) else f"{len(v)} {k}"
+                         for k, v in sorted(fam.bench_params.items()))
+        out.append((f"{fam.name} {kernel}" + (f" [{extra}]" if extra else ""),
                     lambda fam=fam, kernel=kernel, params=params: fam.build(kernel, "mainline", params)))
     if family is None or family in ("toy", "counters"):
         from memtypes.explore import vector

@@ -4,26 +4,36 @@
 numpy is an optional dependency (``pip install memtypes[fast]``); :func:`available` says whether
 it can run.  The search gives exactly what the per-state explorer gives on the same model: the
 same distinct states, discovered in the same order (so the same parent of each state), the same
-depth, the same verdicts and the same shortest traces (rebuilt by replay through the model).
+depth and transition count, the same verdicts and the same shortest traces (rebuilt by replay
+through the model).  ``tests/explore/test_explore_vector.py`` checks this on random models.
 
 How a BFS level is expanded, without calling the model per state:
 
-* **Packed states.**  A state is one ``int64``: the mixed-radix number of its column codes
-  (:meth:`TableModel.encode`).  It is exact, so it doubles as a fingerprint with no collision.
+* **Packed states.**  A state is one integer (``int32`` when the code space allows, else
+  ``int64``): the mixed-radix number of its column codes.  It is exact, so it doubles as a
+  fingerprint with no collision.  The domains are the declared ones when their product fits the
+  bitmap below, else the reachable-value domains the model infers
+  (:meth:`TableModel.value_domains`).
 * **Transition tables.**  For each group of moves, the key of a state is the mixed-radix number
   of its ``reads`` codes.  A dense table maps a key to its moves (count and offset), filled the
-  first time a key is met by calling the group's ``fn`` once.  Since writes are among the reads,
+  first time a key is met from the model's (memoised) moves.  Since writes are among the reads,
   a move's effect on the packed state is a constant ``delta``: a successor is ``code + delta``.
-  Moves that change nothing are dropped when the table is filled.
-* **Symmetry.**  For each set of interchangeable columns the codes are sorted in each successor.
+  Moves that leave the canonical state unchanged, and repeats of an earlier move of the same
+  key, are dropped when the table is filled (the serial explorer's transition count is kept).
+* **Symmetry.**  A group that writes one of a set of interchangeable columns merges the new
+  value into the parent's other (sorted) columns with ``minimum``/``maximum``; otherwise a
+  sorting network sorts them.  Where a canonical parent holds equal values in two such columns,
+  the group of the second is skipped: its successors are the first one's.
 * **Visited set.**  A bitmap over the code space when it has at most 2**30 codes (128 MiB), else
   an open-addressing hash table of packed codes (vectorised linear probing, load <= 1/2).
-* **Discovery order.**  Successors not yet visited are ordered by (parent, group, rank of the
-  move) -- the per-state explorer's order -- and the first occurrence of each is kept.
-* **Properties.**  Each clause of a property has its own lazily filled table over its reads;
-  a level's new states are checked with one lookup per clause.
+* **Discovery order.**  Successors not yet visited are ordered by (parent, group, index of the
+  move) -- the per-state explorer's order -- and the first occurrence of each is kept (two sorts
+  of packed words).
+* **Properties.**  The clauses of all properties are fused by the columns they read: one lazily
+  filled table of clause bit masks per group of clauses, one lookup per group for a level's new
+  states, and the undecided ``always`` properties tested together.
 
-Frontiers are expanded in chunks of ``CHUNK`` states, so memory stays bounded on wide levels.
+Frontiers are expanded in chunks of ``CHUNK`` states so that the arrays stay in cache.
 """
 
 from __future__ import annotations
@@ -98,7 +108,10 @@ class _Bitmap:
                 setter(was)
 
     def seen(self, q):
-        return ((self.bits[q >> 3] >> (q & 7)) & 1).astype(bool)
+        return ~self.unseen(q)
+
+    def unseen(self, q):
+        return (self.bits[q >> 3] >> (q & 7).astype(np.uint8)) & np.uint8(1) == 0
 
     def add(self, q) -> None:
         """Set the bits of distinct codes ``q`` (bits of one byte OR-ed together first)."""
@@ -146,6 +159,9 @@ class _HashSet:
             go = ~hit & (s != -1)
             idx, h = idx[go], (h[go] + 1) & mask
         return out
+
+    def unseen(self, q):
+        return ~self.seen(q)
 
     def add(self, q) -> None:
         """Insert codes that are distinct and not yet present."""
@@ -279,7 +295,7 @@ class _Engine:
             self.groups.append(_Group(gi, g, t, self))
         self._find_twins()
         self.gbits = max(1, len(self.groups).bit_length())
-        self.rbits = 1                  # grows with the largest number of moves of one key
+        self.mbits = 1                  # bits of a move index (grows as the tables fill)
         self.cbits = max(1, (self.space - 1).bit_length())
         self.sym = [([self.stride[c] for c in s], self.radix[s[0]], _network(len(s)), s)
                     for s in model.symmetric]
@@ -376,7 +392,7 @@ class _Engine:
             t.cnt[k] = len(t.move_key) - start
             t.off[k] = start
             t.tcnt[k] = moves
-            self.rbits = max(self.rbits, int(t.cnt[k]).bit_length())
+            self.mbits = max(self.mbits, len(t.move_key).bit_length())
             t.single = t.single and t.cnt[k] <= 1
         self.model_seconds += time.perf_counter() - t0
 
@@ -432,7 +448,7 @@ class _Engine:
     # -- one chunk of a level ----------------------------------------------------------------------
     def expand(self, codes):
         """Successors of ``codes``: ``(parts, transitions)`` with parts ``(succ, parent row,
-        rank, group)`` in group order."""
+        move index, group)`` in group order (a key's moves have increasing indices)."""
         cache: dict = {}
         parts = []
         trans = 0
@@ -452,14 +468,12 @@ class _Engine:
             if not sel.size:
                 continue
             if t.single:                  # at most one move per key: no repetition
-                par, rank = sel, np.zeros(sel.size, np.int64)
-                midx = t.off[keys[sel]]
-            else:
+                par, midx = sel, t.off[keys[sel]]
+            else:                         # the moves of a key are contiguous from its offset
                 reps = cnt[sel].astype(np.int64)
                 par = np.repeat(sel, reps)
                 begin = np.cumsum(reps) - reps
-                rank = np.arange(par.size, dtype=np.int64) - np.repeat(begin, reps)
-                midx = np.repeat(t.off[keys[sel]], reps) + rank
+                midx = np.repeat(t.off[keys[sel]] - begin, reps) + np.arange(par.size, dtype=np.int64)
             # (a move changes some column, so its canonical successor differs from the parent)
             delta = self.deltas(grp)
             if grp.sym is None:
@@ -468,15 +482,15 @@ class _Engine:
                 succ = self.merged(grp, par, midx, cache, codes)
             else:
                 succ = self.canon(codes[par] + delta[midx])
-            parts.append((succ, par, rank, grp.gi))
+            parts.append((succ, par, midx, grp.gi))
         return parts, trans
 
     def first_occurrences(self, succ, ok):
         """The distinct codes of ``succ`` ordered by their smallest order key ``ok``, and the
         parent row of that first occurrence.  Two in-place sorts of packed (code, key) words
         when both fit in 63 bits (numpy's fast non-indirect sort), else a stable argsort."""
-        okbits = CHUNK.bit_length() - 1 + self.gbits + self.rbits
-        pshift = self.gbits + self.rbits
+        okbits = CHUNK.bit_length() - 1 + self.gbits + self.mbits
+        pshift = self.gbits + self.mbits
         succ = succ.astype(np.int64)
         if self.cbits + okbits <= 63:
             key = (succ << okbits) | ok
@@ -610,15 +624,15 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             parts, trans = eng.expand(chunk)
             if expanding:
                 res.transitions += trans
-            for succ, par, rank, gi in parts:
-                unseen = ~visited.seen(succ)
+            for succ, par, midx, gi in parts:
+                unseen = visited.unseen(succ)
                 if not expanding:
                     beyond = beyond or bool(unseen.any())
                     continue
                 if unseen.any():
                     succs.append(succ[unseen])
-                    # order key: (parent row, group, rank of the move): the serial explorer's order
-                    oks.append((par[unseen] << eng.gbits | gi) << eng.rbits | rank[unseen])
+                    # order key: (parent row, group, move): the serial explorer's order
+                    oks.append((par[unseen] << eng.gbits | gi) << eng.mbits | midx[unseen])
             if beyond:
                 res.complete, res.truncated_by = False, "max_depth"
                 break

@@ -255,4 +255,6 @@ FAMILY = Family(
     variants=VARIANTS,
     properties=("migration-fails-early", "memtype-stable-across-migration"),
     applies=applies,
+    bench_params={"hosts": ["grace", "armv8.0", "armv8.5-mte", "armv8.5-mte-nofwb", "armv9-mte-perm"],
+                  "regions": list(mig.REGION_KINDS), "mte": [False, True]},
 )

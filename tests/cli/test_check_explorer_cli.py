@@ -1,0 +1,50 @@
+"""`memtypes check --explorer`: the vectorised and the serial explorer give the same JSON
+results on the real table-driven families; a family that is not table-driven is refused for
+``vector`` with one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memtypes.cli import main
+
+pytest.importorskip("numpy")
+
+
+def check_json(capsys, *args):
+    rc = main(["check", "--workers", "1", "--json", "-", *args])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("family", ["passthrough", "migration"])
+def test_explorers_agree_on_results(capsys, family):
+    sel = ["--family", family, "--kernel", "6.17"]
+    v = check_json(capsys, *sel, "--explorer", "vector")
+    s = check_json(capsys, *sel, "--explorer", "serial")
+    assert v["results"] == s["results"] and v["results"]
+    assert {j["explorer"] for j in v["stats"]["per_job"]} == {"vector"}
+    assert {j["explorer"] for j in s["stats"]["per_job"]} == {"serial"}
+    assert [j["states"] for j in v["stats"]["per_job"]] == [j["states"] for j in s["stats"]["per_job"]]
+
+
+def test_auto_uses_vector_where_it_can(capsys):
+    d = check_json(capsys, "--kernel", "6.9", "--variant", "mainline")
+    used = {j["family"]: j["explorer"] for j in d["stats"]["per_job"]}
+    assert used["passthrough"] == used["mte"] == used["migration"] == "vector"
+    assert used["dma-type1"] == used["dma-iommufd"] == "serial"
+
+
+def test_vector_refused_for_a_serial_family(capsys):
+    rc = main(["check", "--family", "dma-type1", "--explorer", "vector"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "dma-type1" in err and "--explorer" in err
+
+
+def test_unknown_explorer(capsys):
+    assert main(["check", "--explorer", "gpu"]) == 2
+    assert "auto, serial, vector" in capsys.readouterr().err
