@@ -112,7 +112,14 @@ def test_value_domains_sound_on_sparse():
     assert doms[0] == tuple(range(0, 21, 2))
 
 
+def test_auto_keeps_small_models_serial(monkeypatch):
+    assert explore(TableCounters(3, 2)).fingerprint == "hash"          # 27 codes
+    monkeypatch.setattr(vector, "SMALL_CODES", 0)
+    assert explore(TableCounters(3, 2)).fingerprint == "packed"
+
+
 def test_unsupported_falls_back_to_serial(monkeypatch):
+    monkeypatch.setattr(vector, "SMALL_CODES", 0)
     monkeypatch.setattr(vector, "MAX_TABLE", 2)
     m = TableCounters(3, 2)                        # each group's table has 3 entries
     assert explore(m).fingerprint == "hash"

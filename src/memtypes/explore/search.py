@@ -210,8 +210,9 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     lengths; see :mod:`memtypes.explore.parallel`).  ``progress(states, depth, frontier)`` is
     called at most ~10 times a second.  ``backend``: ``"serial"`` (this module), ``"vector"``
     (:mod:`memtypes.explore.vector`: table-driven models, needs numpy) or ``"auto"`` (vector
-    when the model is table-driven and numpy is installed, else serial); both give the same
-    states, order, verdicts and traces.
+    when the model is table-driven, numpy is installed and the model is not so small that the
+    serial explorer finishes first: see :func:`memtypes.explore.vector.small`); both give the
+    same states, order, verdicts and traces.
 
     Every always-property violated gets its shortest counterexample in ``violations``; every
     sometimes-target reached gets its shortest witness in ``reached``; both are rebuilt by replay.
@@ -225,6 +226,9 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
         raise ValueError(f"unknown explorer backend '{backend}' (auto, serial, vector)")
     if backend != "serial":
         from memtypes.explore import vector
+        if backend == "auto" and vector.small(model):
+            backend = "serial"
+    if backend != "serial":
         try:
             return vector.explore_vector(model, max_depth=max_depth, max_states=max_states,
                                          progress=progress, stop_on_violation=stop_on_violation,

@@ -43,8 +43,8 @@ from typing import Any, Callable
 
 from memtypes.explore.search import ExploreResult, _rebuild
 
-__all__ = ["available", "supports", "explore_vector", "Unsupported", "CHUNK", "DENSE_CODES",
-           "MAX_TABLE"]
+__all__ = ["available", "supports", "small", "explore_vector", "Unsupported", "CHUNK",
+           "DENSE_CODES", "MAX_TABLE", "SMALL_CODES"]
 
 CHUNK = 1 << 12
 """Frontier states expanded per numpy batch."""
@@ -72,6 +72,17 @@ def supports(model: Any) -> str | None:
     if not hasattr(model, "columns") or not hasattr(model, "value_domains"):
         return "not a table-driven model"
     return None
+
+
+SMALL_CODES = 1 << 18
+"""Below this many codes (so at most this many states) ``explore(backend="auto")`` keeps a
+table-driven model on the serial explorer: numpy's per-call overhead outweighs the search (the
+default ``memtypes check`` jobs run about twice as fast serially)."""
+
+
+def small(model: Any) -> bool:
+    """Whether a table-driven ``model`` is small enough for the serial explorer to be faster."""
+    return supports(model) is None and model.code_space < SMALL_CODES
 
 
 def _network(n: int) -> list[tuple[int, int]]:
