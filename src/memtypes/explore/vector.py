@@ -39,6 +39,7 @@ Frontiers are expanded in chunks of ``CHUNK`` states so that the arrays stay in 
 from __future__ import annotations
 
 import time
+from math import comb, factorial
 from typing import Any, Callable
 
 from memtypes.explore.search import ExploreResult, _rebuild
@@ -90,6 +91,22 @@ def _network(n: int) -> list[tuple[int, int]]:
     return [(i, i + 1) for rnd in range(n) for i in range(rnd % 2, n - 1, 2)]
 
 
+def _joined(caches: list[dict]) -> dict:
+    """The decoded columns of consecutive batches, joined (those every batch has)."""
+    if not caches:
+        return {}
+    keys = set(caches[0]).intersection(*caches[1:])
+    if len(caches) == 1:
+        return {k: caches[0][k] for k in keys}
+    return {k: np.concatenate([c[k] for c in caches]) for k in keys}
+
+
+def _at(a, idx):
+    """``a[idx]`` for an index array known to be in range: ``take`` without bounds checks runs
+    about twice as fast as fancy indexing (the explorer's hottest operation)."""
+    return a.take(idx, mode="clip")
+
+
 def _prod(xs) -> int:
     out = 1
     for x in xs:
@@ -122,7 +139,7 @@ class _Bitmap:
         return ~self.unseen(q)
 
     def unseen(self, q):
-        return (self.bits[q >> 3] >> (q & 7).astype(np.uint8)) & np.uint8(1) == 0
+        return (_at(self.bits, q >> 3) >> (q & 7).astype(np.uint8)) & np.uint8(1) == 0
 
     def add(self, q) -> None:
         """Set the bits of distinct codes ``q`` (bits of one byte OR-ed together first)."""
@@ -229,20 +246,26 @@ class _Group:
         self.gi, self.g, self.table = gi, g, table
         self.reads = g.reads
         self.wpos = [g.reads.index(c) for c in g.writes]   # position of each write among the reads
-        self.wstride = np.array([eng.stride[c] for c in g.writes], np.int64)
-        self.wkstr = np.array([table.kstr[p] for p in self.wpos], np.int64)
-        self.wradix = np.array([eng.radix[c] for c in g.writes], np.int64)
+        # plain written columns change the packed code by a constant per move (``delta``);
+        # written columns of a block are kept per move (``symw``) and the block re-ranked
+        self.wplain = [j for j, c in enumerate(g.writes) if c not in eng.inblock]
+        self.wstride = np.array([eng.stride[g.writes[j]] for j in self.wplain], np.int64)
+        self.wkstr = np.array([table.kstr[self.wpos[j]] for j in self.wplain], np.int64)
+        self.wradix = np.array([eng.radix[g.writes[j]] for j in self.wplain], np.int64)
         self.delta = np.zeros(0, eng.dt)
-        # symmetry: the set of interchangeable columns this group writes, and which one
+        self.wblocks: dict[int, list[tuple[int, int]]] = {}  # block -> [(write index, place)]
+        for j, c in enumerate(g.writes):
+            if c in eng.inblock:
+                bi, place = eng.inblock[c]
+                self.wblocks.setdefault(bi, []).append((j, place))
+        self.symw: dict[int, object] = {j: np.zeros(0, eng.dt) for ws in self.wblocks.values()
+                                        for j, _ in ws}
+        # one written column of one block: merged by insertion (see _Engine.merged)
         self.sym = None
-        self.symw = None                # new code of that column, per move
-        self.delta_ns = None            # the delta of the move on the other columns
+        if len(self.wblocks) == 1:
+            (bi, ws), = self.wblocks.items()
+            self.sym = (bi, ws[0][1] if len(ws) == 1 else None)
         self.twin = None                # (column, previous column of the set): see _Engine
-        for si, sym in enumerate(eng.model.symmetric):
-            ws = [c for c in g.writes if c in sym]
-            if ws:
-                self.sym = (si, sym.index(ws[0]) if len(ws) == 1 else None)
-                self.symj = g.writes.index(ws[0])
         # which written columns are compared one by one, and which as a multiset (a permutation
         # of interchangeable columns leaves the canonical state unchanged)
         symsets = [set(sym) for sym in eng.model.symmetric]
@@ -271,6 +294,82 @@ class _Fused:
         self.clauses: list = []                 # (pred, positions of its reads among ours)
 
 
+class _Block:
+    """A set of ``k`` interchangeable columns over ``D`` codes, packed as one digit: the rank of
+    its sorted codes ``o_0 <= ... <= o_{k-1}`` in the combinatorial number system,
+    ``sum_j C(o_j + j, j + 1)`` -- ``C(D + k - 1, k)`` values instead of ``D**k``."""
+
+    def __init__(self, cols: tuple[int, ...], D: int, stride: int, dt):
+        self.cols, self.k, self.D, self.stride = cols, len(cols), D, stride
+        self.R = comb(D + self.k - 1, self.k)
+        # term j of the rank for each code, times the digit's stride
+        self.T = [np.array([comb(v + j, j + 1) * stride for v in range(D)], np.int64).astype(dt)
+                  for j in range(self.k)]
+        self.table = None
+        # C(u, j + 1) for every u: unranking searches them
+        self.U = [np.array([comb(u, j + 1) for u in range(D + self.k - 1)], np.int64)
+                  for j in range(self.k)]
+
+    def rank(self, codes: list[int]) -> int:
+        return sum(comb(o + j, j + 1) for j, o in enumerate(sorted(codes))) * self.stride
+
+    def unrank(self, r) -> list:
+        """The sorted codes of digits ``r``: one lookup per column in a table of every digit's
+        codes (built on first use when the block has at most 2**23 digits)."""
+        if self.table is None and self.R <= 1 << 23:
+            dt = np.uint8 if self.D <= 256 else np.uint16 if self.D <= 1 << 16 else np.int64
+            self.table = [o.astype(dt) for o in self._unrank(np.arange(self.R, dtype=np.int64))]
+        if self.table is not None:
+            return [_at(t, r) for t in self.table]
+        return self._unrank(r)
+
+    def _unrank(self, r) -> list:
+        """The sorted codes of digits ``r``, term by term from the largest: ``u_j`` is the
+        largest ``u`` with ``C(u, j + 1) <= r``, guessed from ``((j + 1)! r) ** (1 / (j + 1))``
+        (the geometric mean of ``u, u - 1, ...``) and corrected exactly against ``U``."""
+        r = r.astype(np.int64)
+        out = [None] * self.k
+        for j in range(self.k - 1, -1, -1):
+            U, last = self.U[j], len(self.U[j]) - 1
+            if j == 0:
+                u = r
+            else:
+                x = r.astype(np.float64) * factorial(j + 1)
+                g = np.sqrt(x) if j == 1 else np.cbrt(x) if j == 2 else x ** (1.0 / (j + 1))
+                u = np.clip((g + j / 2).astype(np.int64), 0, last)
+                while True:
+                    up = (u < last) & (_at(U, np.minimum(u + 1, last)) <= r)
+                    down = _at(U, u) > r
+                    if not (up.any() or down.any()):
+                        break
+                    u = u + up - down
+            r = r - _at(U, u)
+            out[j] = u - j
+        return out
+
+
+def _layout(radix: list[int], symmetric):
+    """The packed code's layout: at the bottom one mixed-radix digit per block of
+    interchangeable columns (a slot changing moves the code a little: the visited bitmap is
+    touched close to the parent); above them every other column is a bit field, its domain size
+    rounded up to a power of two (decoding is a shift and a mask).  Returns ``(space, low,
+    bit offsets, field bits, blocks)``: ``low`` is the product of the blocks' radices, a column's
+    stride is ``low << offset``, blocks are ``(columns, stride, radix)``."""
+    sets = [tuple(s) for s in symmetric if len(s) > 1]
+    inblock = {c for s in sets for c in s}
+    low, blocks = 1, []
+    for sym in sets:
+        R = comb(radix[sym[0]] + len(sym) - 1, len(sym))
+        blocks.append((sym, low, R))
+        low *= R
+    offs, bits, off = {}, {}, 0
+    for c, r in enumerate(radix):
+        if c not in inblock:
+            offs[c], bits[c] = off, (r - 1).bit_length()
+            off += bits[c]
+    return low << off, low, offs, bits, blocks
+
+
 class _Engine:
     """Everything one search keeps: domains, strides, transition and clause tables."""
 
@@ -281,18 +380,26 @@ class _Engine:
         # the reachable-value domains (a fixpoint over the groups: TableModel.value_domains).
         declared = [c.values for c in model.columns]
         t0 = time.perf_counter()
-        self.values = declared if model.code_space <= DENSE_CODES else list(model.value_domains())
+        small = _layout([len(d) for d in declared], model.symmetric)[0] <= DENSE_CODES
+        self.values = declared if small else list(model.value_domains())
         self.model_seconds = time.perf_counter() - t0     # time spent calling the model
         self.codes = [{v: i for i, v in enumerate(d)} for d in self.values]
         self.radix = [max(1, len(d)) for d in self.values]
-        self.stride, acc = [0] * len(self.radix), 1
-        for c in range(len(self.radix) - 1, -1, -1):
-            self.stride[c] = acc
-            acc *= self.radix[c]
-        self.space = acc
-        self.dt = np.int32 if acc < 1 << 31 else np.int64   # packed codes: half the bandwidth when they fit
+        self.space, self.low, self.off, fbits, blocks = _layout(self.radix, model.symmetric)
         if self.space >= 1 << 62:
             raise Unsupported(f"code space {self.space} does not fit 62 bits")
+        self.dt = np.int32 if self.space < 1 << 31 else np.int64  # half the bandwidth when it fits
+        # bit fields for the plain columns, a digit per block of interchangeable columns above
+        self.stride: list = [self.low << self.off[c] if c in self.off else None
+                             for c in range(len(self.radix))]
+        self.mask = {c: (1 << b) - 1 for c, b in fbits.items()}
+        self.inblock: dict[int, tuple[int, int]] = {}
+        self.blocks: list = []
+        for bi, (sym, stride, _R) in enumerate(blocks):
+            for j, c in enumerate(sym):
+                self.inblock[c] = (bi, j)
+            self.blocks.append(_Block(sym, self.radix[sym[0]], stride, self.dt))
+        self.top = len(self.blocks) - 1     # the top block's digit needs no modulo
         tables: dict = {}
         self.groups: list[_Group] = []
         for gi, g in enumerate(model.groups):
@@ -308,8 +415,6 @@ class _Engine:
         self.gbits = max(1, len(self.groups).bit_length())
         self.mbits = 1                  # bits of a move index (grows as the tables fill)
         self.cbits = max(1, (self.space - 1).bit_length())
-        self.sym = [([self.stride[c] for c in s], self.radix[s[0]], _network(len(s)), s)
-                    for s in model.symmetric]
         self._fuse(model.table_properties())
 
     def _fuse(self, props) -> None:
@@ -342,7 +447,7 @@ class _Engine:
         for grp in self.groups:
             if grp.sym is None or grp.sym[1] is None or grp.sym[1] == 0:
                 continue
-            sym = self.model.symmetric[grp.sym[0]]
+            sym = self.blocks[grp.sym[0]].cols
             c, prev = sym[grp.sym[1]], sym[grp.sym[1] - 1]
             want = tuple(prev if x == c else x for x in grp.reads)
             wantw = tuple(prev if x == c else x for x in grp.g.writes)
@@ -352,20 +457,42 @@ class _Engine:
                     break
 
     def encode(self, state) -> int:
-        return sum(code[v] * st for code, v, st in zip(self.codes, state, self.stride))
+        out = sum(code[v] * st for code, v, st in zip(self.codes, state, self.stride) if st is not None)
+        return out + sum(b.rank([self.codes[c][state[c]] for c in b.cols]) for b in self.blocks)
 
     def decode_many(self, codes) -> list[tuple]:
         """The model states of packed ``codes``."""
-        cols = [list(map(self.values[c].__getitem__, ((codes // st) % r).tolist()))
-                for c, (st, r) in enumerate(zip(self.stride, self.radix))]
+        cache: dict = {}
+        cols = [list(map(self.values[c].__getitem__, self.column(codes, c, cache).tolist()))
+                for c in range(len(self.radix))]
         return list(zip(*cols))
 
     # -- decoding helpers ----------------------------------------------------------------------
     def column(self, codes, c: int, cache: dict):
         v = cache.get(c)
         if v is None:
-            v = cache[c] = (codes // self.stride[c]) % self.radix[c]
+            if c in self.inblock:
+                bi = self.inblock[c][0]
+                b = self.blocks[bi]
+                lo = codes - self._high(codes, cache) * self.low
+                digit = lo // b.stride if bi == self.top else (lo // b.stride) % b.R
+                for cc, o in zip(b.cols, b.unrank(digit)):
+                    cache[cc] = o.astype(codes.dtype)
+                cache[("rest", self.inblock[c][0])] = codes - digit * b.stride
+                return cache[c]
+            off = self.off[c]
+            hi = self._high(codes, cache)
+            v = cache[c] = ((hi >> off) if off else hi) & self.mask[c]
         return v
+
+    def _high(self, codes, cache: dict):
+        """The bit fields of ``codes`` (above the blocks' digits)."""
+        if self.low == 1:
+            return codes
+        hi = cache.get("high")
+        if hi is None:
+            hi = cache["high"] = codes // self.low
+        return hi
 
     def key(self, codes, reads, kstr, cache: dict):
         k = None
@@ -414,63 +541,64 @@ class _Engine:
         if have < n:
             keys = np.array(t.move_key[have:], np.int64)
             w = np.array(t.move_writes[have:], np.int64).reshape(n - have, len(grp.wpos))
+            wp = w[:, grp.wplain]
             old = (keys[:, None] // grp.wkstr[None, :]) % grp.wradix[None, :]
-            d = ((w - old) * grp.wstride[None, :]).sum(axis=1)
+            d = ((wp - old) * grp.wstride[None, :]).sum(axis=1)
             grp.delta = np.concatenate([grp.delta, d.astype(self.dt)])
-            if grp.sym is not None:
-                j = grp.symj
-                sw = w[:, j]
-                ns = (d - (sw - old[:, j]) * grp.wstride[j]).astype(self.dt)
-                sw = sw.astype(self.dt)
-                grp.symw = sw if grp.symw is None else np.concatenate([grp.symw, sw])
-                grp.delta_ns = ns if grp.delta_ns is None else np.concatenate([grp.delta_ns, ns])
+            for j in grp.symw:
+                grp.symw[j] = np.concatenate([grp.symw[j], w[:, j].astype(self.dt)])
         return grp.delta
 
     def merged(self, grp: _Group, par, midx, cache: dict, codes):
-        """Successors of a group that writes one column of a symmetric set, canonical.  The
-        parent is canonical, so its other columns of the set are sorted: the new value is
-        merged into them (``2(k-1)`` minimum/maximum over whole arrays, nothing divided)."""
-        si, p = grp.sym
-        strides, _r, _net, sym = self.sym[si]
-        rest = cache.get(("rest", si))
-        if rest is None:
-            rest = cache[("rest", si)] = codes - sum(self.column(codes, c, cache) * st
-                                                      for c, st in zip(sym, strides))
-        x = [self.column(codes, c, cache)[par] for j, c in enumerate(sym) if j != p]
-        v = grp.symw[midx]
-        succ = rest[par] + grp.delta_ns[midx] + np.minimum(x[0], v) * strides[0]
+        """Successors of a group that writes one column of a block, canonical.  The parent is
+        canonical, so its other columns of the block are sorted: the new value is merged into
+        them (``2(k-1)`` minimum/maximum over whole arrays) and the block re-ranked (``k``
+        lookups)."""
+        bi, p = grp.sym
+        b = self.blocks[bi]
+        x = [_at(self.column(codes, c, cache), par) for j, c in enumerate(b.cols) if j != p]
+        rest = cache[("rest", bi)]
+        v = _at(grp.symw[grp.wblocks[bi][0][0]], midx)
+        T = b.T
+        succ = _at(rest, par) + _at(grp.delta, midx) + _at(T[0], np.minimum(x[0], v))
         for j in range(1, len(x)):
-            succ += np.minimum(x[j], np.maximum(x[j - 1], v)) * strides[j]
-        return succ + np.maximum(x[-1], v) * strides[-1]
+            succ += _at(T[j], np.minimum(x[j], np.maximum(x[j - 1], v)))
+        return succ + _at(T[-1], np.maximum(x[-1], v))
 
-    def canon(self, succ):
-        """Sort the codes of each set of interchangeable columns (a sorting network of
-        minimum/maximum over the decoded columns)."""
-        for strides, r, net, _sym in self.sym:
-            cols = [(succ // st) % r for st in strides]
-            old = sum(c * st for c, st in zip(cols, strides))
-            for i, j in net:
+    def canon(self, grp: _Group, par, midx, cache: dict, codes):
+        """Successors of a group that writes several columns of blocks: each block's columns
+        (the parent's, with the written ones replaced) sorted by a network of minimum/maximum,
+        then re-ranked."""
+        succ = _at(codes, par) + _at(grp.delta, midx)
+        for bi, ws in grp.wblocks.items():
+            b = self.blocks[bi]
+            cols = [_at(self.column(codes, c, cache), par) for c in b.cols]
+            succ = succ - _at(codes - cache[("rest", bi)], par)
+            for j, place in ws:
+                cols[place] = _at(grp.symw[j], midx)
+            for i, j in _network(b.k):
                 lo = np.minimum(cols[i], cols[j])
                 cols[j] = np.maximum(cols[i], cols[j])
                 cols[i] = lo
-            succ = succ - old + sum(c * st for c, st in zip(cols, strides))
+            for j, o in enumerate(cols):
+                succ = succ + _at(b.T[j], o)
         return succ
 
     # -- one chunk of a level ----------------------------------------------------------------------
-    def expand(self, codes):
+    def expand(self, codes, cache: dict):
         """Successors of ``codes``: ``(parts, transitions)`` with parts ``(succ, parent row,
-        move index, group)`` in group order (a key's moves have increasing indices)."""
-        cache: dict = {}
+        move index, group)`` in group order (a key's moves have increasing indices).  ``cache``
+        holds the columns of ``codes`` decoded so far."""
         parts = []
         trans = 0
         for grp in self.groups:
             t = grp.table
             keys = self.key(codes, grp.reads, t.kstr, cache)
-            cnt = t.cnt[keys]
+            cnt = _at(t.cnt, keys)
             if (cnt < 0).any():
                 self.fill(grp, keys[cnt < 0])
-                cnt = t.cnt[keys]
-            trans += int(t.tcnt[keys].sum())
+                cnt = _at(t.cnt, keys)
+            trans += int(_at(t.tcnt, keys).sum())
             live = cnt > 0
             if grp.twin is not None:
                 c, prev = grp.twin
@@ -479,20 +607,20 @@ class _Engine:
             if not sel.size:
                 continue
             if t.single:                  # at most one move per key: no repetition
-                par, midx = sel, t.off[keys[sel]]
+                par, midx = sel, _at(t.off, _at(keys, sel))
             else:                         # the moves of a key are contiguous from its offset
-                reps = cnt[sel].astype(np.int64)
+                reps = _at(cnt, sel).astype(np.int64)
                 par = np.repeat(sel, reps)
                 begin = np.cumsum(reps) - reps
-                midx = np.repeat(t.off[keys[sel]] - begin, reps) + np.arange(par.size, dtype=np.int64)
+                midx = np.repeat(_at(t.off, _at(keys, sel)) - begin, reps) + np.arange(par.size, dtype=np.int64)
             # (a move changes some column, so its canonical successor differs from the parent)
             delta = self.deltas(grp)
-            if grp.sym is None:
-                succ = codes[par] + delta[midx]
-            elif grp.sym[1] is not None and len(self.model.symmetric[grp.sym[0]]) > 1:
+            if not grp.wblocks:
+                succ = _at(codes, par) + _at(delta, midx)
+            elif grp.sym is not None and grp.sym[1] is not None:
                 succ = self.merged(grp, par, midx, cache, codes)
             else:
-                succ = self.canon(codes[par] + delta[midx])
+                succ = self.canon(grp, par, midx, cache, codes)
             parts.append((succ, par, midx, grp.gi))
         return parts, trans
 
@@ -525,24 +653,24 @@ class _Engine:
         if got is None:
             f = self.fused[fi]
             keys = self.key(codes, f.reads, f.kstr, cache) if f.reads else np.zeros(codes.size, np.int64)
-            got = f.val[keys]
+            got = _at(f.val, keys)
             if (got < 0).any():
                 t0 = time.perf_counter()
                 for k in np.unique(keys[got < 0]).tolist():
                     vals = [self.values[c][(k // s) % r] for c, s, r in zip(f.reads, f.kstr, f.radix)]
                     f.val[k] = sum(1 << j for j, (pred, pos) in enumerate(f.clauses)
                                    if pred(*[vals[x] for x in pos]))
-                got = f.val[keys]
+                got = _at(f.val, keys)
                 self.model_seconds += time.perf_counter() - t0
             cache[("mask", fi)] = got
         return got
 
-    def check(self, codes, pending: dict):
+    def check(self, codes, pending: dict, cache: dict):
         """For each undecided property: index (in ``codes``) of the first state deciding it.
         The undecided ``always`` properties are first checked together (one test per fused
-        group); a property is looked at alone only in a batch where something fails."""
+        group); a property is looked at alone only in a batch where something fails.  The
+        columns decoded on the way stay in ``cache`` (the states expand at the next level)."""
         out = {}
-        cache: dict = {}
         undecided = [p for p in self.props if p[0] in pending]
         always = [p for p in undecided if p[1] == "always" and p[2]]
         if always:
@@ -595,12 +723,16 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
     par_parts: list = []
     nstates = 0
 
+    decoded: list[dict] = []       # per stored batch, its columns decoded by the check
+
     def store(new, parents) -> None:
         nonlocal nstates
         visited.add(new)
         fps_parts.append(new)
         par_parts.append(parents)
-        hits = eng.check(new, pending)
+        cache: dict = {}
+        hits = eng.check(new, pending, cache)
+        decoded.append({k: v for k, v in cache.items() if not (isinstance(k, tuple) and k[0] == "mask")})
         for name, j in hits.items():
             (found_v if pending.pop(name) == "always" else found_r)[name] = nstates + j
         nstates += new.size
@@ -618,8 +750,10 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         inits.append(c)
         ipar.append(-1 - i)
     frontier = np.array(inits, eng.dt)
+    fcols: dict = {}
     if frontier.size:
         store(frontier, np.array(ipar, np.int64))
+        fcols = decoded.pop()
     depth, base = 0, 0
     last = time.monotonic()
     stop = bool(stop_on_violation and found_v)
@@ -632,7 +766,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             chunk = frontier[c0:c0 + CHUNK]
             succs, oks = [], []
             beyond = False
-            parts, trans = eng.expand(chunk)
+            parts, trans = eng.expand(chunk, {k: v[c0:c0 + CHUNK] for k, v in fcols.items()})
             if expanding:
                 res.transitions += trans
             for succ, par, midx, gi in parts:
@@ -673,6 +807,8 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             break
         base += frontier.size
         frontier = np.concatenate(level_new) if level_new else np.zeros(0, eng.dt)
+        fcols = _joined(decoded)
+        decoded.clear()
         if frontier.size:
             depth += 1
     if stop and res.truncated_by is None:
