@@ -238,3 +238,24 @@ def test_random_models_agree_on_inferred_domains_and_hash_set(model):
         same(model)
     finally:
         vector.DENSE_CODES, vector.CHUNK = old
+
+
+def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
+    """The hash set gives way to the bitmap once the bitmap is cheap enough per state, and
+    keeps every code across the switch."""
+    space = 1 << 24
+    monkeypatch.setattr(vector, "BITMAP_BYTES_PER_STATE", space / 8 / 6000)
+    v, ref = vector._Visited(space), set()
+    assert v.hash is not None and v.bitmap is None
+    rng = np.random.default_rng(3)
+    switched_at = None
+    for _ in range(40):
+        q = rng.integers(0, space, 400)
+        assert v.unseen(q).tolist() == [int(x) not in ref for x in q]
+        new = np.unique(q[v.unseen(q)])
+        v.add(new)
+        ref.update(int(x) for x in new)
+        if switched_at is None and v.bitmap is not None:
+            switched_at = len(ref)
+    assert v.hash is None and switched_at is not None and 6000 <= switched_at < 6400
+    assert v.n == len(ref)

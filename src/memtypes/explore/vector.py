@@ -24,8 +24,9 @@ How a BFS level is expanded, without calling the model per state:
   value into the parent's other (sorted) columns with ``minimum``/``maximum``; otherwise a
   sorting network sorts them.  Where a canonical parent holds equal values in two such columns,
   the group of the second is skipped: its successors are the first one's.
-* **Visited set.**  A bitmap over the code space when it has at most 2**30 codes (128 MiB), else
-  an open-addressing hash table of packed codes (vectorised linear probing, load <= 1/2).
+* **Visited set.**  An open-addressing hash table of packed codes (vectorised linear probing,
+  load <= 1/2) until a bitmap over the code space would cost at most 64 bytes per stored state,
+  then that bitmap (code spaces up to 2**30, 128 MiB): memory stays under 100 bytes per state.
 * **Discovery order.**  Successors not yet visited are ordered by (parent, group, index of the
   move) -- the per-state explorer's order -- and the first occurrence of each is kept (two sorts
   of packed words).
@@ -50,7 +51,9 @@ __all__ = ["available", "supports", "small", "explore_vector", "Unsupported", "C
 CHUNK = 1 << 12
 """Frontier states expanded per numpy batch."""
 DENSE_CODES = 1 << 30
-"""Code spaces up to this size use a bitmap visited set (at most 128 MiB)."""
+"""Code spaces up to this size may use a bitmap visited set (at most 128 MiB)."""
+BITMAP_BYTES_PER_STATE = 64
+"""The bitmap replaces the hash set once it costs at most this much per stored state."""
 MAX_TABLE = 1 << 24
 """The largest dense transition or clause table (entries); larger models use the serial explorer."""
 
@@ -220,6 +223,35 @@ class _HashSet:
         return self.tab.nbytes
 
 
+class _Visited:
+    """The visited set: a hash set while a bitmap over the code space would cost more than
+    ``BITMAP_BYTES_PER_STATE`` per stored state, then (and for good) the bitmap, which is
+    faster.  A code space over ``DENSE_CODES`` keeps the hash set."""
+
+    def __init__(self, space: int):
+        self.space, self.n = space, 0
+        self.bitmap = _Bitmap(space) if self._dense(0) else None
+        self.hash = None if self.bitmap is not None else _HashSet()
+
+    def _dense(self, n: int) -> bool:
+        return self.space <= DENSE_CODES and self.space / 8 <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12)
+
+    def unseen(self, q):
+        return (self.bitmap or self.hash).unseen(q)
+
+    def add(self, q) -> None:
+        self.n += q.size
+        if self.bitmap is None and self._dense(self.n):
+            self.bitmap = _Bitmap(self.space)
+            self.bitmap.add(np.sort(self.hash.tab[self.hash.tab != -1]))
+            self.hash = None
+        (self.bitmap or self.hash).add(q)
+
+    @property
+    def nbytes(self) -> int:
+        return (self.bitmap or self.hash).nbytes
+
+
 # --------------------------------------------------------------------------------------------
 # Tables
 
@@ -309,6 +341,13 @@ class _Block:
         # C(u, j + 1) for every u: unranking searches them
         self.U = [np.array([comb(u, j + 1) for u in range(D + self.k - 1)], np.int64)
                   for j in range(self.k)]
+
+    def term(self, j: int, o):
+        """Term ``j`` of the rank of codes ``o`` (arrays), times the digit's stride: computed for
+        the two lowest terms of the bottom block, looked up otherwise."""
+        if self.stride == 1 and j < 2:
+            return o if j == 0 else (o * (o + 1)) >> 1
+        return _at(self.T[j], o)
 
     def rank(self, codes: list[int]) -> int:
         return sum(comb(o + j, j + 1) for j, o in enumerate(sorted(codes))) * self.stride
@@ -559,11 +598,11 @@ class _Engine:
         x = [_at(self.column(codes, c, cache), par) for j, c in enumerate(b.cols) if j != p]
         rest = cache[("rest", bi)]
         v = _at(grp.symw[grp.wblocks[bi][0][0]], midx)
-        T = b.T
-        succ = _at(rest, par) + _at(grp.delta, midx) + _at(T[0], np.minimum(x[0], v))
+        term = b.term
+        succ = _at(rest, par) + _at(grp.delta, midx) + term(0, np.minimum(x[0], v))
         for j in range(1, len(x)):
-            succ += _at(T[j], np.minimum(x[j], np.maximum(x[j - 1], v)))
-        return succ + _at(T[-1], np.maximum(x[-1], v))
+            succ += term(j, np.minimum(x[j], np.maximum(x[j - 1], v)))
+        return succ + term(len(x), np.maximum(x[-1], v))
 
     def canon(self, grp: _Group, par, midx, cache: dict, codes):
         """Successors of a group that writes several columns of blocks: each block's columns
@@ -581,7 +620,7 @@ class _Engine:
                 cols[j] = np.maximum(cols[i], cols[j])
                 cols[i] = lo
             for j, o in enumerate(cols):
-                succ = succ + _at(b.T[j], o)
+                succ = succ + b.term(j, o)
         return succ
 
     # -- one chunk of a level ----------------------------------------------------------------------
@@ -713,7 +752,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
     t0 = time.perf_counter()
     eng = _Engine(model)
     res = ExploreResult(workers=1, fingerprint="packed")
-    visited = _Bitmap(eng.space) if eng.space <= DENSE_CODES else _HashSet()
+    visited = _Visited(eng.space)
     limit = max_states if max_states is not None else -1
     deadline = t0 + max_seconds if max_seconds is not None else None
     pending = {name: kind for name, kind, _, _ in eng.props}

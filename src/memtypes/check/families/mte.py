@@ -189,5 +189,5 @@ FAMILY = Family(
     kernels=ERAS,
     properties=("tags-only-on-tag-storage", "tags-sanitised", "tags-survive-save-restore"),
     applies=applies,
-    bench_params={"slots": 3},
+    bench_params={"slots": 4},
 )
