@@ -5,6 +5,7 @@ memory per stored state (the logic lives in :mod:`memtypes.explore.bench`)."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Optional
 
 import typer
@@ -38,18 +39,25 @@ def bench(
     if json_out:
         print(json.dumps(out, indent=2, sort_keys=True))
         return
-    t = Table(title="memtypes bench: explorer vs raw hash+insert of the same states "
-                    "(target ratio >= 1/3, < 100 B/state)")
-    for col in ("model", "explorer", "states", "t/st", "explorer/s", "raw/s", "ratio", "target",
-                "model s", "B/st", "done"):
-        t.add_column(col, justify="left" if col in ("model", "explorer") else "right")
+    t = Table(title="memtypes bench: the explorer against the raw hash-and-insert rate of the "
+                    "same states (target ratio >= 1/3, < 100 B/state)")
+    for col in ("model", "explorer", "states", "t/st", "states/s", "raw/s", "ratio", "target",
+                "model s", "B/st"):
+        t.add_column(col, justify="left" if col in ("model", "explorer") else "right",
+                     no_wrap=col == "model")
     for r in out["results"]:
-        t.add_row(r["model"], r["explorer"], f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
-                  f"{r['explorer_states_per_sec']:,.0f}", f"{r['raw_states_per_sec']:,.0f}",
+        t.add_row(r["model"] + ("" if r["complete"] else " (cut)"), r["explorer"],
+                  f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
+                  _si(r["explorer_states_per_sec"]), _si(r["raw_states_per_sec"]),
                   f"{r['ratio']:.3f}", "met" if r["meets_target"] else "missed",
-                  f"{r['model_seconds']:.2f}", f"{r['visited_bytes_per_state']:.0f}",
-                  "yes" if r["complete"] else "no")
-    Console().print(t)
-    Console().print("explorer: vector (numpy, table-driven models) or serial (per state); t/st: "
-                    "transitions per state; ratio: explorer / raw states per second; model s: time "
-                    "spent in the model's own code; B/st: visited structure bytes per state")
+                  f"{r['model_seconds']:.2f}", f"{r['visited_bytes_per_state']:.0f}")
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    console.print(t)
+    console.print("explorer: vector (numpy; table-driven models) or serial (per state); t/st: "
+                  "transitions per state; ratio: explorer / raw states per second; model s: "
+                  "seconds in the model's own code; B/st: visited-set bytes per state; (cut): the "
+                  "time budget ended the search")
+
+
+def _si(v: float) -> str:
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k" if v >= 1e3 else f"{v:.0f}"

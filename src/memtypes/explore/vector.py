@@ -231,7 +231,7 @@ class _Visited:
     def __init__(self, space: int):
         self.space, self.n = space, 0
         self.bitmap = _Bitmap(space) if self._dense(0) else None
-        self.hash = None if self.bitmap is not None else _HashSet()
+        self.hash = None if self.bitmap is not None else _HashSet(log2=10)
 
     def _dense(self, n: int) -> bool:
         return self.space <= DENSE_CODES and self.space / 8 <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12)
