@@ -259,3 +259,15 @@ def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
             switched_at = len(ref)
     assert v.hash is None and switched_at is not None and 6000 <= switched_at < 6400
     assert v.n == len(ref)
+
+
+@pytest.mark.parametrize("D,k", [(5, 2), (7, 3), (10, 4), (6, 5), (3, 6)])
+def test_block_rank_and_unrank_are_inverse(D, k):
+    """A block of k interchangeable columns over D codes packs every sorted k-tuple into
+    0 .. C(D+k-1, k)-1 and back, with the lookup table and with the computed inverse."""
+    b = vector._Block(tuple(range(k)), D, 1, np.int64)
+    combos = list(itertools.combinations_with_replacement(range(D), k))
+    ranks = np.array([b.rank(list(c)) for c in combos])
+    assert sorted(ranks.tolist()) == list(range(b.R)) and b.R == len(combos)
+    for cols in (b.unrank(ranks), b._unrank(ranks)):
+        assert (np.stack(cols, axis=1) == np.array(combos)).all()

@@ -357,7 +357,7 @@ class _Block:
         codes (built on first use when the block has at most 2**23 digits)."""
         if self.table is None and self.R <= 1 << 23:
             dt = np.uint8 if self.D <= 256 else np.uint16 if self.D <= 1 << 16 else np.int64
-            self.table = [o.astype(dt) for o in self._unrank(np.arange(self.R, dtype=np.int64))]
+            self.table = [(u - j).astype(dt) for j, u in enumerate(_colex(self.D + self.k - 1, self.k))]
         if self.table is not None:
             return [_at(t, r) for t in self.table]
         return self._unrank(r)
@@ -385,6 +385,19 @@ class _Block:
             r = r - _at(U, u)
             out[j] = u - j
         return out
+
+
+def _colex(n: int, k: int) -> list:
+    """Every ``k``-combination ``u_0 < ... < u_{k-1}`` of ``range(n)`` in colexicographic order
+    (the order of their ranks ``sum_j C(u_j, j + 1)``), as ``k`` arrays: for each largest
+    element ``m``, the ``C(m, k - 1)`` first combinations of one element fewer."""
+    if k == 1:
+        return [np.arange(n, dtype=np.int64)]
+    prev = _colex(n - 1, k - 1)
+    counts = np.array([comb(m, k - 1) for m in range(k - 1, n)], np.int64)
+    starts = np.cumsum(counts) - counts
+    rows = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+    return [_at(p, rows) for p in prev] + [np.repeat(np.arange(k - 1, n, dtype=np.int64), counts)]
 
 
 def _layout(radix: list[int], symmetric):
