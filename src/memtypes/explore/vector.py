@@ -10,10 +10,12 @@ through the model).  ``tests/explore/test_explore_vector.py`` checks this on ran
 How a BFS level is expanded, without calling the model per state:
 
 * **Packed states.**  A state is one integer (``int32`` when the code space allows, else
-  ``int64``): the mixed-radix number of its column codes.  It is exact, so it doubles as a
-  fingerprint with no collision.  The domains are the declared ones when their product fits the
-  bitmap below, else the reachable-value domains the model infers
-  (:meth:`TableModel.value_domains`).
+  ``int64``), exact, so it doubles as a fingerprint with no collision.  At the bottom, one
+  digit per set of interchangeable columns: the rank of their sorted codes in the combinatorial
+  number system (``C(D + k - 1, k)`` values where a row of digits would take ``D**k``; decoded
+  through a lookup table).  Above, every other column as a bit field (decoding is a shift and a
+  mask).  The domains are the declared ones when the code space fits the bitmap below, else
+  the reachable-value domains the model infers (:meth:`TableModel.value_domains`).
 * **Transition tables.**  For each group of moves, the key of a state is the mixed-radix number
   of its ``reads`` codes.  A dense table maps a key to its moves (count and offset), filled the
   first time a key is met from the model's (memoised) moves.  Since writes are among the reads,
@@ -21,8 +23,8 @@ How a BFS level is expanded, without calling the model per state:
   Moves that leave the canonical state unchanged, and repeats of an earlier move of the same
   key, are dropped when the table is filled (the serial explorer's transition count is kept).
 * **Symmetry.**  A group that writes one of a set of interchangeable columns merges the new
-  value into the parent's other (sorted) columns with ``minimum``/``maximum``; otherwise a
-  sorting network sorts them.  Where a canonical parent holds equal values in two such columns,
+  value into the parent's other (sorted) columns with ``minimum``/``maximum`` and re-ranks
+  them; a group that writes several sorts them with a sorting network.  Where a canonical parent holds equal values in two such columns,
   the group of the second is skipped: its successors are the first one's.
 * **Visited set.**  An open-addressing hash table of packed codes (vectorised linear probing,
   load <= 1/2) until a bitmap over the code space would cost at most 64 bytes per stored state,
@@ -34,7 +36,9 @@ How a BFS level is expanded, without calling the model per state:
   filled table of clause bit masks per group of clauses, one lookup per group for a level's new
   states, and the undecided ``always`` properties tested together.
 
-Frontiers are expanded in chunks of ``CHUNK`` states so that the arrays stay in cache.
+Frontiers are expanded in chunks of ``CHUNK`` states so that the arrays stay in cache; the
+columns decoded to check a level's new states are kept for expanding them at the next level.
+Gathers use ``take`` without bounds checks (their indices are in range by construction).
 """
 
 from __future__ import annotations
