@@ -9,8 +9,8 @@ definition run on two back-ends,
 * the vectorised level-synchronous explorer (:mod:`memtypes.explore.vector`), which never calls
   the model per state: it calls each group's ``fn`` once per distinct *projection* of a state on
   the group's ``reads`` (a transition table filled lazily, like TLC's action caching), packs a
-  state into one exact integer (mixed radix over the column domains: no hash, no collision) and
-  applies a move as one integer addition.
+  state into one exact integer (no hash, no collision) and applies a move as one integer
+  addition.
 
 A model subclasses :class:`TableModel` and sets
 
@@ -181,17 +181,10 @@ class TableModel:
         return w
 
     def encode(self, state: tuple) -> int:
-        """The exact packed code of ``state`` (mixed radix over the column domains)."""
+        """The exact code of ``state``, mixed radix over the declared domains (what the
+        multi-process explorer partitions by; the vector explorer packs its own way)."""
         self.table_setup()
         return sum(code[v] * st for code, v, st in zip(self._tm_code, state, self._tm_strides))
-
-    def decode(self, code: int) -> tuple:
-        self.table_setup()
-        out = []
-        for col, st in zip(self.columns, self._tm_strides):
-            q, code = divmod(code, st)
-            out.append(col.values[q])
-        return tuple(out)
 
     def value_domains(self, max_combos: int = 1 << 18) -> tuple[tuple, ...]:
         """For each column, the values it can hold in a reachable state (an over-approximation),
