@@ -605,31 +605,31 @@ class _Engine:
                 grp.symw[j] = np.concatenate([grp.symw[j], w[:, j].astype(self.dt)])
         return grp.delta
 
-    def merged(self, grp: _Group, par, midx, cache: dict, codes):
+    def merged(self, grp: _Group, parent, midx, cache: dict, codes):
         """Successors of a group that writes one column of a block, canonical.  The parent is
         canonical, so its other columns of the block are sorted: the new value is merged into
         them (``2(k-1)`` minimum/maximum over whole arrays) and the block re-ranked (``k``
         lookups)."""
         bi, p = grp.sym
         b = self.blocks[bi]
-        x = [_at(self.column(codes, c, cache), par) for j, c in enumerate(b.cols) if j != p]
+        x = [parent(self.column(codes, c, cache)) for j, c in enumerate(b.cols) if j != p]
         rest = cache[("rest", bi)]
         v = _at(grp.symw[grp.wblocks[bi][0][0]], midx)
         term = b.term
-        succ = _at(rest, par) + _at(grp.delta, midx) + term(0, np.minimum(x[0], v))
+        succ = parent(rest) + _at(grp.delta, midx) + term(0, np.minimum(x[0], v))
         for j in range(1, len(x)):
             succ += term(j, np.minimum(x[j], np.maximum(x[j - 1], v)))
         return succ + term(len(x), np.maximum(x[-1], v))
 
-    def canon(self, grp: _Group, par, midx, cache: dict, codes):
+    def canon(self, grp: _Group, parent, midx, cache: dict, codes):
         """Successors of a group that writes several columns of blocks: each block's columns
         (the parent's, with the written ones replaced) sorted by a network of minimum/maximum,
         then re-ranked."""
-        succ = _at(codes, par) + _at(grp.delta, midx)
+        succ = parent(codes) + _at(grp.delta, midx)
         for bi, ws in grp.wblocks.items():
             b = self.blocks[bi]
-            cols = [_at(self.column(codes, c, cache), par) for c in b.cols]
-            succ = succ - _at(codes - cache[("rest", bi)], par)
+            cols = [parent(self.column(codes, c, cache)) for c in b.cols]
+            succ = succ - parent(codes - cache[("rest", bi)])
             for j, place in ws:
                 cols[place] = _at(grp.symw[j], midx)
             for i, j in _network(b.k):
@@ -663,20 +663,27 @@ class _Engine:
             if not sel.size:
                 continue
             if t.single:                  # at most one move per key: no repetition
+                reps = None
                 par, midx = sel, _at(t.off, _at(keys, sel))
             else:                         # the moves of a key are contiguous from its offset
                 reps = _at(cnt, sel).astype(np.int64)
                 par = np.repeat(sel, reps)
                 begin = np.cumsum(reps) - reps
                 midx = np.repeat(_at(t.off, _at(keys, sel)) - begin, reps) + np.arange(par.size, dtype=np.int64)
+
+            def parent(a):
+                """``a[par]``: gathered once per parent, then repeated (a copy, not a gather)."""
+                got = _at(a, sel)
+                return got if reps is None else np.repeat(got, reps)
+
             # (a move changes some column, so its canonical successor differs from the parent)
             delta = self.deltas(grp)
             if not grp.wblocks:
-                succ = _at(codes, par) + _at(delta, midx)
+                succ = parent(codes) + _at(delta, midx)
             elif grp.sym is not None and grp.sym[1] is not None:
-                succ = self.merged(grp, par, midx, cache, codes)
+                succ = self.merged(grp, parent, midx, cache, codes)
             else:
-                succ = self.canon(grp, par, midx, cache, codes)
+                succ = self.canon(grp, parent, midx, cache, codes)
             parts.append((succ, par, midx, grp.gi))
         return parts, trans
 
