@@ -769,7 +769,9 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
                    stop_on_violation: bool = False, max_seconds: float | None = None,
                    _keep: dict | None = None) -> ExploreResult:
     """Breadth-first search of a table-driven ``model`` (same contract and results as
-    :func:`memtypes.explore.search.explore`; ``stop_on_violation`` stops after the level)."""
+    :func:`memtypes.explore.search.explore`; ``stop_on_violation`` stops after the chunk of
+    ``CHUNK`` states that found the violation, so the count of states stored then may differ
+    from the serial explorer's, which stops after its own chunk)."""
     why = supports(model)
     if why is not None:
         raise Unsupported(f"the vector explorer cannot run this model: {why}")
@@ -833,14 +835,14 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             if expanding:
                 res.transitions += trans
             for succ, par, midx, gi in parts:
-                unseen = visited.unseen(succ)
+                new_at = np.flatnonzero(visited.unseen(succ))
                 if not expanding:
-                    beyond = beyond or bool(unseen.any())
+                    beyond = beyond or bool(new_at.size)
                     continue
-                if unseen.any():
-                    succs.append(succ[unseen])
+                if new_at.size:
+                    succs.append(_at(succ, new_at))
                     # order key: (parent row, group, move): the serial explorer's order
-                    oks.append((par[unseen] << eng.gbits | gi) << eng.mbits | midx[unseen])
+                    oks.append((_at(par, new_at) << eng.gbits | gi) << eng.mbits | _at(midx, new_at))
             if beyond:
                 res.complete, res.truncated_by = False, "max_depth"
                 break
