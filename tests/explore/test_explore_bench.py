@@ -57,3 +57,12 @@ def test_explore_bench_cli_json(capsys):
 def test_explore_bench_cli_bad_seconds(capsys):
     from memtypes.cli import main
     assert main(["bench", "--seconds", "0"]) == 2
+
+
+def test_explore_bench_cli_table_names_the_bench_size(capsys):
+    """The text table shows the model's label as is (``[slots=4]`` is not Rich markup)."""
+    pytest.importorskip("numpy")
+    from memtypes.cli import main
+    assert main(["bench", "--family", "passthrough", "--seconds", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "passthrough 7.1 [slots=4]" in out and "vector" in out and "peak" in out

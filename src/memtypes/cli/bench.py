@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memtypes.cli.app import app
@@ -42,21 +43,22 @@ def bench(
     t = Table(title="memtypes bench: the explorer against the raw hash-and-insert rate of the "
                     "same states (target ratio >= 1/3, < 100 B/state)")
     for col in ("model", "explorer", "states", "t/st", "states/s", "raw/s", "ratio", "target",
-                "model s", "B/st"):
+                "model s", "B/st", "peak"):
         t.add_column(col, justify="left" if col in ("model", "explorer") else "right",
                      no_wrap=col == "model")
     for r in out["results"]:
-        t.add_row(r["model"] + ("" if r["complete"] else " (cut)"), r["explorer"],
+        t.add_row(escape(r["model"]) + ("" if r["complete"] else " (cut)"), r["explorer"],
                   f"{r['states']:,}", f"{r['transitions_per_state']:.1f}",
                   _si(r["explorer_states_per_sec"]), _si(r["raw_states_per_sec"]),
                   f"{r['ratio']:.3f}", "met" if r["meets_target"] else "missed",
-                  f"{r['model_seconds']:.2f}", f"{r['visited_bytes_per_state']:.0f}")
+                  f"{r['model_seconds']:.2f}", f"{r['visited_bytes_per_state']:.0f}",
+                  f"{r['peak_bytes_per_state']:.0f}")
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(t)
     console.print("explorer: vector (numpy; table-driven models) or serial (per state); t/st: "
                   "transitions per state; ratio: explorer / raw states per second; model s: "
-                  "seconds in the model's own code; B/st: visited-set bytes per state; (cut): the "
-                  "time budget ended the search")
+                  "seconds in the model's own code; B/st: visited-set bytes per state; peak: traced "
+                  "peak bytes per state; (cut): the time budget ended the search")
 
 
 def _si(v: float) -> str:

@@ -19,7 +19,7 @@ For each model:
 5. memory: the visited structure in bytes per stored state (serial: the fingerprint set and
    parent arrays, measured with tracemalloc on a run bounded to ``mem_states`` states -- below
    ~50,000 states CPython's set growth inflates it; vectorised: the bitmap or hash table, the
-   packed codes and the parent indices).
+   packed codes and the parent indices), and the traced peak of a run per stored state.
 """
 
 from __future__ import annotations
@@ -97,6 +97,20 @@ def _serial_memory(model: Any, states: int, mem_states: int, seconds: float) -> 
     return freed / n_mem, peak / n_mem
 
 
+def _vector_peak(fresh: Callable[[], Any], seconds: float) -> float:
+    """Traced peak bytes per stored state of one more vectorised run of at most ``seconds``
+    (numpy's buffers are traced too): the visited set, the tables, the frontier and a chunk's
+    successors."""
+    model = fresh()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    r = explore(model, max_seconds=seconds)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak / max(r.states, 1)
+
+
 def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
                 label: str | None = None, rebuild: Callable[[], Any] | None = None) -> dict:
     """Benchmark one model; returns a JSON-able dict (see the module docstring).  ``rebuild``
@@ -124,7 +138,9 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
             states = eng.decode_many(best_keep["fps"])
             mdl = eng.model_seconds
             vis = best_keep["visited"].nbytes + best_keep["fps"].nbytes + best_keep["parents"].nbytes
-            visited_bps, peak_bps = vis / max(best.states, 1), None
+            visited_bps = vis / max(best.states, 1)
+            best_keep = None
+            peak_bps = _vector_peak(fresh, max(seconds / 2, 3 * best.seconds))
         else:
             states = reachable_states(model, limit=best.states)
             mdl = _model_seconds(model, states) * (best.states / max(len(states), 1))
