@@ -294,8 +294,8 @@ class _Group:
             if c in eng.inblock:
                 bi, place = eng.inblock[c]
                 self.wblocks.setdefault(bi, []).append((j, place))
-        self.symw: dict[int, object] = {j: np.zeros(0, eng.dt) for ws in self.wblocks.values()
-                                        for j, _ in ws}
+        self.symw: dict[int, object] = {j: np.zeros(0, eng.blocks[bi].cdt)
+                                        for bi, ws in self.wblocks.items() for j, _ in ws}
         # one written column of one block: merged by insertion (see _Engine.merged)
         self.sym = None
         if len(self.wblocks) == 1:
@@ -342,6 +342,8 @@ class _Block:
         self.T = [np.array([comb(v + j, j + 1) * stride for v in range(D)], np.int64).astype(dt)
                   for j in range(self.k)]
         self.table = None
+        # the block's columns are decoded to (and merged in) the narrowest type of their codes
+        self.cdt = np.uint8 if D <= 256 else np.uint16 if D <= 1 << 16 else np.int64
         # C(u, j + 1) for every u: unranking searches them
         self.U = [np.array([comb(u, j + 1) for u in range(D + self.k - 1)], np.int64)
                   for j in range(self.k)]
@@ -350,7 +352,10 @@ class _Block:
         """Term ``j`` of the rank of codes ``o`` (arrays), times the digit's stride: computed for
         the two lowest terms of the bottom block, looked up otherwise."""
         if self.stride == 1 and j < 2:
-            return o if j == 0 else (o * (o + 1)) >> 1
+            if j == 0:
+                return o
+            o = o.astype(self.T[1].dtype)
+            return (o * (o + 1)) >> 1
         return _at(self.T[j], o)
 
     def rank(self, codes: list[int]) -> int:
@@ -360,11 +365,10 @@ class _Block:
         """The sorted codes of digits ``r``: one lookup per column in a table of every digit's
         codes (built on first use when the block has at most 2**23 digits)."""
         if self.table is None and self.R <= 1 << 23:
-            dt = np.uint8 if self.D <= 256 else np.uint16 if self.D <= 1 << 16 else np.int64
-            self.table = [(u - j).astype(dt) for j, u in enumerate(_colex(self.D + self.k - 1, self.k))]
+            self.table = [(u - j).astype(self.cdt) for j, u in enumerate(_colex(self.D + self.k - 1, self.k))]
         if self.table is not None:
             return [_at(t, r) for t in self.table]
-        return self._unrank(r)
+        return [o.astype(self.cdt) for o in self._unrank(r)]
 
     def _unrank(self, r) -> list:
         """The sorted codes of digits ``r``, term by term from the largest: ``u_j`` is the
@@ -533,7 +537,7 @@ class _Engine:
                 lo = codes - self._high(codes, cache) * self.low
                 digit = lo // b.stride if bi == self.top else (lo // b.stride) % b.R
                 for cc, o in zip(b.cols, b.unrank(digit)):
-                    cache[cc] = o.astype(codes.dtype)
+                    cache[cc] = o
                 cache[("rest", self.inblock[c][0])] = codes - digit * b.stride
                 return cache[c]
             off = self.off[c]
@@ -554,6 +558,8 @@ class _Engine:
         k = None
         for c, s in zip(reads, kstr):
             term = self.column(codes, c, cache)
+            if term.dtype.itemsize < 4:           # a block's narrow codes
+                term = term.astype(np.int32)
             if s != 1:
                 term = term * s
             k = term if k is None else k + term
@@ -602,7 +608,8 @@ class _Engine:
             d = ((wp - old) * grp.wstride[None, :]).sum(axis=1)
             grp.delta = np.concatenate([grp.delta, d.astype(self.dt)])
             for j in grp.symw:
-                grp.symw[j] = np.concatenate([grp.symw[j], w[:, j].astype(self.dt)])
+                bi = self.inblock[grp.g.writes[j]][0]
+                grp.symw[j] = np.concatenate([grp.symw[j], w[:, j].astype(self.blocks[bi].cdt)])
         return grp.delta
 
     def merged(self, grp: _Group, parent, midx, cache: dict, codes):
