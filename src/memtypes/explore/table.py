@@ -206,24 +206,24 @@ class TableModel:
         for row in self.init_states():
             for c, v in enumerate(row):
                 known[c].add(v)
-        used: list[list] = [[[] for _ in g.reads] for g in self.groups]   # values already combined
+        # values already combined, per (table, value sets read): groups that share a table and
+        # read the same sets (interchangeable columns) are evaluated once
+        used: dict[tuple, list] = {}
         changed = True
         while changed:
             changed = False
-            round_done: set = set()
             for gi, g in enumerate(self.groups):
-                sig = (id(self._tm_wmemo[gi]), tuple((id(known[c]), len(known[c])) for c in g.reads))
-                if sig in round_done:
-                    continue                    # a group of the same table over the same values
-                round_done.add(sig)
+                sig = (id(self._tm_wmemo[gi]), tuple(id(known[c]) for c in g.reads))
+                old = used.setdefault(sig, [[] for _ in g.reads])
                 cur = [sorted(known[c], key=self._tm_code[c].__getitem__) for c in g.reads]
+                if all(len(d) == len(o) for d, o in zip(cur, old)):
+                    continue                    # nothing new for this group
                 n = 1
                 for d in cur:
                     n *= len(d)
                 if n > max_combos:
                     self._tm_domains = tuple(c.values for c in cols)
                     return self._tm_domains
-                old = used[gi]
                 new = [[v for v in d if v not in set(o)] for d, o in zip(cur, old)]
                 # semi-naive: each combination with at least one new value, exactly once
                 for j in range(len(cur)):
@@ -238,7 +238,7 @@ class TableModel:
                                                          f"domain of column {cols[c].name}")
                                     known[c].add(v)
                                     changed = True
-                used[gi] = cur
+                used[sig] = cur
         self._tm_domains = tuple(tuple(v for v in col.values if v in known[c]) for c, col in enumerate(cols))
         return self._tm_domains
 
