@@ -44,7 +44,7 @@ Gathers use ``take`` without bounds checks (their indices are in range by constr
 from __future__ import annotations
 
 import time
-from math import comb, factorial
+from math import comb, factorial, prod as _prod
 from typing import Any, Callable
 
 from memtypes.explore.search import ExploreResult, _rebuild
@@ -112,13 +112,6 @@ def _at(a, idx):
     """``a[idx]`` for an index array known to be in range: ``take`` without bounds checks runs
     about twice as fast as fancy indexing (the explorer's hottest operation)."""
     return a.take(idx, mode="clip")
-
-
-def _prod(xs) -> int:
-    out = 1
-    for x in xs:
-        out *= x
-    return out
 
 
 # --------------------------------------------------------------------------------------------
