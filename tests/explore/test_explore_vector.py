@@ -134,6 +134,10 @@ def test_models_that_are_not_table_driven_use_the_serial_explorer():
         explore(Counters(3, 2), backend="vector")
     with pytest.raises(ValueError):
         explore(Counters(3, 2), backend="gpu")
+    with pytest.raises(ValueError, match="unknown explorer backend"):
+        explore(Counters(3, 2), backend="gpu", workers=2)
+    with pytest.raises(ValueError, match="one process"):
+        explore(TableCounters(3, 2), backend="vector", workers=2)
 
 
 def test_writes_outside_reads_rejected():

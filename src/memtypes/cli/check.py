@@ -108,8 +108,9 @@ def check(
                                               help="Write each counterexample as a scenario file in DIR."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a property is violated."),
     explorer: str = typer.Option("auto", "--explorer",
-                                 help="auto (vectorised for table-driven families when numpy is "
-                                      "installed), serial or vector: both give the same answers."),
+                                 help="auto (vectorised for table-driven families large enough to "
+                                      "gain, when numpy is installed), serial or vector: the same "
+                                      "answers either way."),
     param: Optional[List[str]] = typer.Option(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "

@@ -145,7 +145,6 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
             states = reachable_states(model, limit=best.states)
             mdl = _model_seconds(model, states) * (best.states / max(len(states), 1))
             visited_bps, peak_bps = _serial_memory(model, best.states, mem_states, seconds)
-        best_keep = None
         raw = _raw_rate(states)
         del states
     finally:
@@ -167,7 +166,7 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
         "engine_ratio": round(best.states / engine_s / raw, 4) if engine_s > 0 and raw else None,
         "transitions_per_state": round(best.transitions / max(best.states, 1), 2),
         "visited_bytes_per_state": round(visited_bps, 1),
-        "peak_bytes_per_state": None if peak_bps is None else round(peak_bps, 1),
+        "peak_bytes_per_state": round(peak_bps, 1),
         "collision_probability": best.collision_probability,
         "python": sys.version.split()[0],
     }

@@ -217,13 +217,15 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     Every always-property violated gets its shortest counterexample in ``violations``; every
     sometimes-target reached gets its shortest witness in ``reached``; both are rebuilt by replay.
     """
+    if backend not in ("auto", "serial", "vector"):
+        raise ValueError(f"unknown explorer backend '{backend}' (auto, serial, vector)")
     if workers and workers > 1:
+        if backend == "vector":
+            raise ValueError("the vector explorer runs in one process (workers=1)")
         from memtypes.explore.parallel import explore_parallel
         return explore_parallel(model, max_depth=max_depth, max_states=max_states,
                                 workers=workers, progress=progress,
                                 stop_on_violation=stop_on_violation, max_seconds=max_seconds)
-    if backend not in ("auto", "serial", "vector"):
-        raise ValueError(f"unknown explorer backend '{backend}' (auto, serial, vector)")
     if backend != "serial":
         from memtypes.explore import vector
         if backend == "auto" and vector.small(model):

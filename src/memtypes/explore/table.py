@@ -142,7 +142,7 @@ class TableModel:
 
     @property
     def code_space(self) -> int:
-        """The number of distinct packed codes (product of the domain sizes)."""
+        """The number of distinct codes of :meth:`encode` (product of the declared domain sizes)."""
         self.table_setup()
         return self._tm_space
 
@@ -174,10 +174,7 @@ class TableModel:
         memo = self._tm_wmemo[gi]
         w = memo.get(vals)
         if w is None:
-            m = self._tm_memo[gi].get(vals)
-            if m is None:
-                m = tuple((a, tuple(x)) for a, x in self.groups[gi].fn(vals))
-            w = memo[vals] = tuple(x for _a, x in m)
+            w = memo[vals] = tuple(x for _a, x in self.moves_of(gi, vals))
         return w
 
     def encode(self, state: tuple) -> int:
@@ -193,7 +190,7 @@ class TableModel:
         is a non-relational abstraction, sound because a group's moves are a function of its
         read values only; the vector explorer packs states over these smaller domains.  If a
         group would need more than ``max_combos`` combinations, the declared domains are kept.
-        The moves computed here are memoised for both explorers."""
+        The moves computed here stay memoised (:meth:`moves_of`) for the search."""
         got = getattr(self, "_tm_domains", None)
         if got is not None:
             return got
@@ -224,7 +221,7 @@ class TableModel:
                 if n > max_combos:
                     self._tm_domains = tuple(c.values for c in cols)
                     return self._tm_domains
-                new = [[v for v in d if v not in set(o)] for d, o in zip(cur, old)]
+                new = [[v for v in d if v not in o_set] for d, o_set in zip(cur, map(set, old))]
                 # semi-naive: each combination with at least one new value, exactly once
                 for j in range(len(cur)):
                     if not new[j]:

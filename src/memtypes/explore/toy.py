@@ -129,7 +129,7 @@ class Lock:
 class TableCounters(TableModel):
     """:class:`Counters` as a table-driven model (one column per counter, one group per counter
     sharing one transition table), for the vector explorer; same states, order and answers.
-    ``pairs``: also symmetric, with counters ``2i`` and ``2i+1`` interchangeable."""
+    ``symmetric``: counters ``2i`` and ``2i+1`` are interchangeable."""
 
     def __init__(self, n: int = 8, k: int = 3, bad: int | None = None, symmetric: bool = False):
         self.name = f"table-counters-{n}x{k}"

@@ -337,7 +337,7 @@ class _Block:
         self.table = None
         # the block's columns are decoded to (and merged in) the narrowest type of their codes
         self.cdt = np.uint8 if D <= 256 else np.uint16 if D <= 1 << 16 else np.int64
-        # C(u, j + 1) for every u: unranking searches them
+        # C(u, j + 1) for every u: the computed unranking corrects its guesses against them
         self.U = [np.array([comb(u, j + 1) for u in range(D + self.k - 1)], np.int64)
                   for j in range(self.k)]
 
@@ -442,7 +442,7 @@ class _Engine:
         if self.space >= 1 << 62:
             raise Unsupported(f"code space {self.space} does not fit 62 bits")
         self.dt = np.int32 if self.space < 1 << 31 else np.int64  # half the bandwidth when it fits
-        # bit fields for the plain columns, a digit per block of interchangeable columns above
+        # a digit per block of interchangeable columns at the bottom, bit fields for the others above
         self.stride: list = [self.low << self.off[c] if c in self.off else None
                              for c in range(len(self.radix))]
         self.mask = {c: (1 << b) - 1 for c, b in fbits.items()}
@@ -531,7 +531,7 @@ class _Engine:
                 digit = lo // b.stride if bi == self.top else (lo // b.stride) % b.R
                 for cc, o in zip(b.cols, b.unrank(digit)):
                     cache[cc] = o
-                cache[("rest", self.inblock[c][0])] = codes - digit * b.stride
+                cache[("rest", bi)] = codes - digit * b.stride
                 return cache[c]
             off = self.off[c]
             hi = self._high(codes, cache)

@@ -37,7 +37,6 @@ from memtypes.explore.table import Clause, Column, Moves, TableProperty
 from memtypes.linux.kvm import variants as kvm_variants
 from memtypes.linux.kvm.kvm_host import Vm
 from memtypes.linux.kvm.guest import mte_copy_tags
-from memtypes.linux.kvm.prepare_memory_region import kvm_arch_prepare_memory_region
 
 DEFAULT_HOSTS = ("armv8.0", "grace", "armv8.5-mte")
 DEFAULT_REGIONS = ("anon", "shmem", "file", "pmem", "guest-memfd", "vfio-pci-bar")
