@@ -60,8 +60,11 @@ def test_bounds_match_serial(kw):
 
 
 def test_small_chunks_and_hash_set(monkeypatch):
-    """Levels split over many chunks, and the hash-set visited structure, change nothing."""
+    """Levels split over many chunks, the hash-set visited structure, and merging a block's
+    new value without the merge table, change nothing."""
     monkeypatch.setattr(vector, "CHUNK", 8)
+    same(TableCounters(5, 3, bad=9, symmetric=True))
+    monkeypatch.setattr(vector, "MERGE_ENTRIES", 0)
     same(TableCounters(5, 3, bad=9, symmetric=True))
     monkeypatch.setattr(vector, "DENSE_CODES", 0)
     r = same(TableCounters(5, 3, bad=9, symmetric=True))
@@ -236,12 +239,13 @@ def test_random_models_agree(model, max_depth, max_states):
 @settings(max_examples=30, deadline=None)
 @given(random_models())
 def test_random_models_agree_on_inferred_domains_and_hash_set(model):
-    old = vector.DENSE_CODES, vector.CHUNK
+    """... and with blocks merged by minimum/maximum instead of the merge table."""
+    old = vector.DENSE_CODES, vector.CHUNK, vector.MERGE_ENTRIES
     try:
-        vector.DENSE_CODES, vector.CHUNK = 0, 4
+        vector.DENSE_CODES, vector.CHUNK, vector.MERGE_ENTRIES = 0, 4, 0
         same(model)
     finally:
-        vector.DENSE_CODES, vector.CHUNK = old
+        vector.DENSE_CODES, vector.CHUNK, vector.MERGE_ENTRIES = old
 
 
 def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
@@ -249,6 +253,7 @@ def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
     keeps every code across the switch."""
     space = 1 << 24
     monkeypatch.setattr(vector, "BITMAP_BYTES_PER_STATE", space / 8 / 6000)
+    monkeypatch.setattr(vector, "BITMAP_UPFRONT_BYTES", 0)
     v, ref = vector._Visited(space), set()
     assert v.hash is not None and v.bitmap is None
     rng = np.random.default_rng(3)
@@ -265,6 +270,15 @@ def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
     assert v.n == len(ref)
 
 
+def test_small_code_space_starts_with_the_bitmap(monkeypatch):
+    """A code space whose bitmap fits BITMAP_UPFRONT_BYTES never uses the hash set; a larger
+    one starts with it."""
+    monkeypatch.setattr(vector, "BITMAP_UPFRONT_BYTES", 1 << 20)
+    assert vector._Visited(8 << 20).bitmap is not None
+    big = vector._Visited((8 << 20) + 8)
+    assert big.bitmap is None and big.hash is not None
+
+
 @pytest.mark.parametrize("D,k", [(5, 2), (7, 3), (10, 4), (6, 5), (3, 6)])
 def test_block_rank_and_unrank_are_inverse(D, k):
     """A block of k interchangeable columns over D codes packs every sorted k-tuple into
@@ -275,3 +289,23 @@ def test_block_rank_and_unrank_are_inverse(D, k):
     assert sorted(ranks.tolist()) == list(range(b.R)) and b.R == len(combos)
     for cols in (b.unrank(ranks), b._unrank(ranks)):
         assert (np.stack(cols, axis=1) == np.array(combos)).all()
+
+
+@pytest.mark.parametrize("D,k,stride", [(5, 2, 1), (7, 3, 3), (6, 4, 1), (4, 5, 2)])
+def test_block_merge_table_adds_a_code_to_the_others(D, k, stride):
+    """Row ``r`` of the merge table, for the k-1 sorted codes of place-dropped rank ``r``,
+    holds the digit of those codes with ``v`` added, for every ``v``; rows are filled only
+    when asked for."""
+    b = vector._Block(tuple(range(k)), D, stride, np.int64)
+    assert b.mergeable
+    combos = list(itertools.combinations_with_replacement(range(D), k))
+    cols = [np.array(c, np.uint8) for c in zip(*combos)]
+    b.fill_rows(np.array([2, 2, 0]))
+    assert sorted(np.flatnonzero(b.filled).tolist()) == [0, 2]
+    for p in range(k):
+        r = b.dropped(cols, p)
+        b.fill_rows(r)
+        for c, row in zip(combos, r.tolist()):
+            others = list(c[:p] + c[p + 1:])
+            for v in range(D):
+                assert b.merge[row * D + v] == b.rank(others + [v])

@@ -58,8 +58,13 @@ DENSE_CODES = 1 << 30
 """Code spaces up to this size may use a bitmap visited set (at most 128 MiB)."""
 BITMAP_BYTES_PER_STATE = 64
 """The bitmap replaces the hash set once it costs at most this much per stored state."""
+BITMAP_UPFRONT_BYTES = 1 << 25
+"""A bitmap this small (32 MiB: code spaces up to 2**28) is used from the start: the hash set's
+probing would cost more time than its memory saves (its pages are zeroed on first touch)."""
 MAX_TABLE = 1 << 24
 """The largest dense transition or clause table (entries); larger models use the serial explorer."""
+MERGE_ENTRIES = 1 << 23
+"""The largest merge table of a block of interchangeable columns (:meth:`_Block.fill_rows`)."""
 
 try:  # numpy is optional: without it, every model uses the per-state explorer
     import numpy as np
@@ -222,8 +227,8 @@ class _HashSet:
 
 class _Visited:
     """The visited set: a hash set while a bitmap over the code space would cost more than
-    ``BITMAP_BYTES_PER_STATE`` per stored state, then (and for good) the bitmap, which is
-    faster.  A code space over ``DENSE_CODES`` keeps the hash set."""
+    ``BITMAP_BYTES_PER_STATE`` per stored state (and more than ``BITMAP_UPFRONT_BYTES`` in
+    all), then (and for good) the bitmap, which is faster.  A code space over ``DENSE_CODES`` keeps the hash set."""
 
     def __init__(self, space: int):
         self.space, self.n = space, 0
@@ -231,7 +236,9 @@ class _Visited:
         self.hash = None if self.bitmap is not None else _HashSet(log2=10)
 
     def _dense(self, n: int) -> bool:
-        return self.space <= DENSE_CODES and self.space / 8 <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12)
+        bytes_ = self.space / 8
+        return self.space <= DENSE_CODES and (bytes_ <= BITMAP_UPFRONT_BYTES
+                                              or bytes_ <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12))
 
     def unseen(self, q):
         return (self.bitmap or self.hash).unseen(q)
@@ -340,6 +347,43 @@ class _Block:
         # C(u, j + 1) for every u: the computed unranking corrects its guesses against them
         self.U = [np.array([comb(u, j + 1) for u in range(D + self.k - 1)], np.int64)
                   for j in range(self.k)]
+        rows = comb(D + self.k - 2, self.k - 1)
+        self.mergeable = rows * D <= MERGE_ENTRIES
+        if self.mergeable:                  # filled row by row (fill_rows)
+            self.merge = np.zeros(rows * D, self.T[0].dtype)
+            self.filled = np.zeros(rows, bool)
+        self._others = None
+
+    def fill_rows(self, r) -> None:
+        """Fill rows ``r`` (ranks of ``k - 1`` sorted codes) of the merge table ``merge``:
+        ``merge[r * D + v]`` is the digit (times the stride) of those codes with code ``v``
+        added, so that a move writing one column of the block costs one lookup instead of a
+        merge (the table exists when it has at most ``MERGE_ENTRIES`` entries: ``mergeable``)."""
+        todo = r[~_at(self.filled, r)]
+        if not todo.size:
+            return
+        todo = np.unique(todo)
+        self.filled[todo] = True
+        if self._others is None:            # the sorted codes of every rank of k - 1 codes
+            self._others = [(u - j).astype(np.int32)
+                            for j, u in enumerate(_colex(self.D + self.k - 2, self.k - 1))]
+        x = [np.repeat(_at(o, todo), self.D) for o in self._others]
+        v = np.tile(np.arange(self.D, dtype=np.int32), todo.size)
+        m = _at(self.T[0], np.minimum(x[0], v)).astype(np.int64)
+        for j in range(1, len(x)):
+            m += _at(self.T[j], np.minimum(x[j], np.maximum(x[j - 1], v)))
+        m += _at(self.T[len(x)], np.maximum(x[-1], v))
+        self.merge[(todo[:, None] * self.D + np.arange(self.D)).ravel()] = m
+
+    def dropped(self, cols: list, p: int):
+        """The rank of sorted codes ``cols`` (the block's columns of canonical states) without
+        the one at place ``p``: the row of the merge table (:meth:`merge_rows`)."""
+        r = 0
+        for j, o in enumerate(cols):
+            if j != p:
+                i = j if j < p else j - 1          # its place once ``p`` is gone
+                r = r + _at(self.U[i], o.astype(np.int64) + i)
+        return r
 
     def term(self, j: int, o):
         """Term ``j`` of the rank of codes ``o`` (arrays), times the digit's stride: computed for
@@ -548,8 +592,22 @@ class _Engine:
         return hi
 
     def key(self, codes, reads, kstr, cache: dict):
+        """The table keys of ``codes`` (mixed radix over ``reads``, strides ``kstr``).  The
+        part over columns outside the blocks is kept in ``cache``: the groups of one table on
+        different columns of a block share it."""
+        shared = tuple((c, s) for c, s in zip(reads, kstr) if c not in self.inblock)
+        k = cache.get(shared)
+        if k is None and shared:
+            k = cache[shared] = self._key(codes, shared, cache)
+        rest = [(c, s) for c, s in zip(reads, kstr) if c in self.inblock]
+        if not rest:
+            return k
+        more = self._key(codes, rest, cache)
+        return more if k is None else k + more
+
+    def _key(self, codes, terms, cache: dict):
         k = None
-        for c, s in zip(reads, kstr):
+        for c, s in terms:
             term = self.column(codes, c, cache)
             if term.dtype.itemsize < 4:           # a block's narrow codes
                 term = term.astype(np.int32)
@@ -612,9 +670,17 @@ class _Engine:
         lookups)."""
         bi, p = grp.sym
         b = self.blocks[bi]
-        x = [parent(self.column(codes, c, cache)) for j, c in enumerate(b.cols) if j != p]
+        cols = [self.column(codes, c, cache) for c in b.cols]
         rest = cache[("rest", bi)]
         v = _at(grp.symw[grp.wblocks[bi][0][0]], midx)
+        if b.mergeable:                    # one lookup per successor
+            row = cache.get(("row", bi, p))
+            if row is None:                # per parent: its merge-table row (filled if new)
+                r = b.dropped(cols, p)
+                b.fill_rows(r)
+                row = cache[("row", bi, p)] = (r * b.D).astype(np.int32)
+            return parent(rest) + _at(grp.delta, midx) + _at(b.merge, parent(row) + v)
+        x = [parent(o) for j, o in enumerate(cols) if j != p]
         term = b.term
         succ = parent(rest) + _at(grp.delta, midx) + term(0, np.minimum(x[0], v))
         for j in range(1, len(x)):
@@ -672,9 +738,9 @@ class _Engine:
                 midx = np.repeat(_at(t.off, _at(keys, sel)) - begin, reps) + np.arange(par.size, dtype=np.int64)
 
             def parent(a):
-                """``a[par]``: gathered once per parent, then repeated (a copy, not a gather)."""
-                got = _at(a, sel)
-                return got if reps is None else np.repeat(got, reps)
+                """``a[par]``: one gather (about twice as fast as gathering ``a[sel]`` and
+                repeating it: ``np.repeat`` with per-item counts copies item by item)."""
+                return _at(a, par)
 
             # (a move changes some column, so its canonical successor differs from the parent)
             delta = self.deltas(grp)
@@ -797,7 +863,8 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         par_parts.append(parents)
         cache: dict = {}
         hits = eng.check(new, pending, cache)
-        decoded.append({k: v for k, v in cache.items() if not (isinstance(k, tuple) and k[0] == "mask")})
+        decoded.append({k: v for k, v in cache.items()     # columns (not masks or keys)
+                        if isinstance(k, int) or k == "high" or k[0] == "rest"})
         for name, j in hits.items():
             (found_v if pending.pop(name) == "always" else found_r)[name] = nstates + j
         nstates += new.size
