@@ -253,7 +253,6 @@ def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
     keeps every code across the switch."""
     space = 1 << 24
     monkeypatch.setattr(vector, "BITMAP_BYTES_PER_STATE", space / 8 / 6000)
-    monkeypatch.setattr(vector, "BITMAP_UPFRONT_BYTES", 0)
     v, ref = vector._Visited(space), set()
     assert v.hash is not None and v.bitmap is None
     rng = np.random.default_rng(3)
@@ -268,15 +267,6 @@ def test_visited_switches_from_hash_set_to_bitmap(monkeypatch):
             switched_at = len(ref)
     assert v.hash is None and switched_at is not None and 6000 <= switched_at < 6400
     assert v.n == len(ref)
-
-
-def test_small_code_space_starts_with_the_bitmap(monkeypatch):
-    """A code space whose bitmap fits BITMAP_UPFRONT_BYTES never uses the hash set; a larger
-    one starts with it."""
-    monkeypatch.setattr(vector, "BITMAP_UPFRONT_BYTES", 1 << 20)
-    assert vector._Visited(8 << 20).bitmap is not None
-    big = vector._Visited((8 << 20) + 8)
-    assert big.bitmap is None and big.hash is not None
 
 
 @pytest.mark.parametrize("D,k", [(5, 2), (7, 3), (10, 4), (6, 5), (3, 6)])

@@ -58,9 +58,6 @@ DENSE_CODES = 1 << 30
 """Code spaces up to this size may use a bitmap visited set (at most 128 MiB)."""
 BITMAP_BYTES_PER_STATE = 64
 """The bitmap replaces the hash set once it costs at most this much per stored state."""
-BITMAP_UPFRONT_BYTES = 1 << 25
-"""A bitmap this small (32 MiB: code spaces up to 2**28) is used from the start: the hash set's
-probing would cost more time than its memory saves (its pages are zeroed on first touch)."""
 MAX_TABLE = 1 << 24
 """The largest dense transition or clause table (entries); larger models use the serial explorer."""
 MERGE_ENTRIES = 1 << 23
@@ -180,11 +177,13 @@ class _HashSet:
         return (h >> np.uint64(64 - self.log2)).astype(np.int64)
 
     def seen(self, q):
-        out = np.zeros(q.size, bool)
-        idx = np.arange(q.size)
-        h = self._slot(q)
         tab, mask = self.tab, self.mask
-        while idx.size:
+        h = self._slot(q)
+        s = _at(tab, h)                      # the first probe, over all of ``q``
+        out = s == q
+        idx = np.flatnonzero(~out & (s != -1))
+        h = (_at(h, idx) + 1) & mask
+        while idx.size:                      # the few that collided
             s = tab[h]
             qq = q[idx]
             hit = s == qq
@@ -227,8 +226,8 @@ class _HashSet:
 
 class _Visited:
     """The visited set: a hash set while a bitmap over the code space would cost more than
-    ``BITMAP_BYTES_PER_STATE`` per stored state (and more than ``BITMAP_UPFRONT_BYTES`` in
-    all), then (and for good) the bitmap, which is faster.  A code space over ``DENSE_CODES`` keeps the hash set."""
+    ``BITMAP_BYTES_PER_STATE`` per stored state, then (and for good) the bitmap, which is
+    faster.  A code space over ``DENSE_CODES`` keeps the hash set."""
 
     def __init__(self, space: int):
         self.space, self.n = space, 0
@@ -236,9 +235,7 @@ class _Visited:
         self.hash = None if self.bitmap is not None else _HashSet(log2=10)
 
     def _dense(self, n: int) -> bool:
-        bytes_ = self.space / 8
-        return self.space <= DENSE_CODES and (bytes_ <= BITMAP_UPFRONT_BYTES
-                                              or bytes_ <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12))
+        return self.space <= DENSE_CODES and self.space / 8 <= BITMAP_BYTES_PER_STATE * max(n, 1 << 12)
 
     def unseen(self, q):
         return (self.bitmap or self.hash).unseen(q)
