@@ -32,7 +32,7 @@ from typing import Any, Mapping
 from memtypes.arch import cache
 from memtypes.check.family import Family
 from memtypes.explore.model import Action, Property, act
-from memtypes.linux.dma import Group, apply, make_env, type1
+from memtypes.linux.dma import Group, apply, bind, make_env, type1
 
 KERNELS = ("5.14", "6.2", "6.9")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
@@ -56,6 +56,8 @@ class DmaModel:
         self._alphabet = alphabet
         self._props = props
         self._ops = {a: op for a, op, _g in alphabet}
+        backend = "type1" if isinstance(init, type1.T1) else "iommufd"
+        self._bound = [(a, bind(env, op, backend), g) for a, op, g in alphabet]
 
     def init_states(self):
         return [self._init]
@@ -70,11 +72,10 @@ class DmaModel:
         return None if ns == s else ns
 
     def successors(self, s):
-        env = self.env
         canon = self._canon
-        for a, op, g in self._alphabet:
+        for a, fn, g in self._bound:
             if g(s):
-                ns, _ev = apply(env, s, op)
+                ns, _ev = fn(s)
                 if canon is not None:
                     ns = canon(ns)
                 if ns != s:

@@ -33,7 +33,7 @@ from memtypes.linux.dma import iommufd, kvm_vfio, type1, x86_kvm
 from memtypes.linux.dma import variants
 from memtypes.linux.dma.common import FLUSH_FNS, Env, Group, make_env
 
-__all__ = ["Env", "Group", "make_env", "Step", "run", "apply", "initial", "type1", "iommufd",
+__all__ = ["Env", "Group", "make_env", "Step", "run", "apply", "bind", "initial", "type1", "iommufd",
            "kvm_vfio", "x86_kvm", "variants", "flushes", "reads", "FLUSH_FNS"]
 
 
@@ -78,40 +78,51 @@ def _has_nc(s) -> bool:
 
 def apply(env: Env, s, op: tuple):
     """One operation: returns ``(state, events)``."""
+    return bind(env, op, "type1" if isinstance(s, type1.T1) else "iommufd")(s)
+
+
+def bind(env: Env, op: tuple, backend: str = "type1"):
+    """Operation ``op`` of ``backend`` resolved once: a function ``state -> (state, events)``
+    (the explorer applies each op of its alphabet to many states)."""
     kw = {}
     if op and isinstance(op[-1], dict):
         kw = op[-1]
         op = op[:-1]
     name, args = op[0], op[1:]
-    t1 = isinstance(s, type1.T1)
+    t1 = backend == "type1"
     mod = type1 if t1 else iommufd
     if name == "guest_read":
-        return mod.cpu_read(env, s, args[0], "guest")
+        return lambda s: mod.cpu_read(env, s, args[0], "guest")
     if name == "host_read":
-        return mod.cpu_read(env, s, args[0], "host")
+        return lambda s: mod.cpu_read(env, s, args[0], "host")
     if name == "guest_write":
-        return mod.cpu_write(env, s, args[0], *args[1:])
+        return lambda s: mod.cpu_write(env, s, args[0], *args[1:])
     if name == "evict":
-        return mod.evict(env, s, args[0])
+        return lambda s: mod.evict(env, s, args[0])
     if name == "dev_read":
-        return mod.dev_read(env, s, *args)
+        return lambda s: mod.dev_read(env, s, *args)
     if name == "dev_write":
-        return mod.dev_write(env, s, *args)
+        return lambda s: mod.dev_write(env, s, *args)
     if name == "kvm_add":
-        return kvm_vfio.file_add(env, s, args[0])
+        return lambda s: kvm_vfio.file_add(env, s, args[0])
     if name == "kvm_del":
-        return kvm_vfio.file_del(env, s, args[0])
+        return lambda s: kvm_vfio.file_del(env, s, args[0])
     if name == "wbinvd":
-        lines, ev = x86_kvm.guest_wbinvd(s.lines, _has_nc(s), env.npages)
-        return s._replace(lines=lines), ev
+        def wbinvd(s):
+            lines, ev = x86_kvm.guest_wbinvd(s.lines, _has_nc(s), env.npages)
+            return s._replace(lines=lines), ev
+        return wbinvd
     if name == "guest_store":
         p, v, typ = args
-        honoured = not x86_kvm.ept_memtype(env.kernel, _has_nc(s))[1]
-        nl = x86_kvm.guest_store(s.lines[p], v, honoured, typ)
-        return s._replace(lines=s.lines[:p] + (nl,) + s.lines[p + 1:]), ()
+
+        def guest_store(s):
+            honoured = not x86_kvm.ept_memtype(env.kernel, _has_nc(s))[1]
+            nl = x86_kvm.guest_store(s.lines[p], v, honoured, typ)
+            return s._replace(lines=s.lines[:p] + (nl,) + s.lines[p + 1:]), ()
+        return guest_store
     if t1:
         if name == "cc_iommu":
-            return s, (("read", "VFIO_DMA_CC_IOMMU", "", type1.cc_iommu(env, s)),)
+            return lambda s: (s, (("read", "VFIO_DMA_CC_IOMMU", "", type1.cc_iommu(env, s)),))
         fn = {"attach": type1.attach, "detach": type1.detach, "map": type1.map_dma,
               "unmap": type1.unmap_dma, "release": type1.release,
               "pin_pages": type1.pin_pages, "unpin_pages": type1.unpin_pages}.get(name)
@@ -122,7 +133,7 @@ def apply(env: Env, s, op: tuple):
               "dev_detach": iommufd.dev_detach}.get(name)
     if fn is None:
         raise ValueError(f"unknown DMA operation {name!r}")
-    return fn(env, s, *args, **kw)
+    return lambda s: fn(env, s, *args, **kw)
 
 
 def run(env: Env, ops, backend: str = "type1", state=None, init=None) -> list:
