@@ -21,6 +21,12 @@ A model subclasses :class:`TableModel` and sets
   (so the effect of a move on the packed state depends only on the read values);
 * ``symmetric``: sets of interchangeable columns (same domain): a state is canonical with their
   codes ascending (symmetry reduction, as in stateright's ``Representative``);
+* a :class:`Chain` in ``groups`` is one atomic action that touches more columns than one table
+  could be keyed by (a flush or unmap of every page, say): its first part is an ordinary group
+  (the enabled moves), then its :class:`Step` parts run in order, each a deterministic function
+  of a few columns of the state so far.  Steps pass what they learn forward in *transient*
+  columns (``Column(..., transient=True)``): they hold their first value in every state and
+  only differ from it between the steps of a chain, whose last step must restore it;
 * ``init_rows()`` and ``table_properties()``: :class:`TableProperty` values whose ``clauses``
   each read a few columns: an ``always`` property holds when every clause holds, a ``sometimes``
   target is reached when any clause holds (``quantifier`` overrides either).
@@ -38,7 +44,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from memtypes.explore.model import Action, Property
 
-__all__ = ["Column", "Moves", "Clause", "TableProperty", "TableModel"]
+__all__ = ["Column", "Moves", "Chain", "Step", "Clause", "TableProperty", "TableModel"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Column:
     name: str
     values: tuple
     """The finite domain, in code order (a value's code is its index)."""
+    transient: bool = False
+    """Scratch space of :class:`Chain` steps: ``values[0]`` in every state."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,26 @@ class Moves:
     writes: tuple[int, ...]
     fn: Callable[[tuple], Iterable[tuple[Action, tuple]]]
     table: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One deterministic part of a :class:`Chain`: ``fn(read_values)`` returns the values of
+    ``writes`` (a subset of ``reads``) on the state left by the parts before."""
+
+    name: str
+    reads: tuple[int, ...]
+    writes: tuple[int, ...]
+    fn: Callable[[tuple], tuple]
+
+
+@dataclass(frozen=True)
+class Chain(Moves):
+    """A group whose moves (its ``fn``, as for :class:`Moves`) are each followed by ``steps``, in
+    order, within the same transition.  A move whose steps leave the state unchanged is no
+    transition.  Chains must not write symmetric columns."""
+
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,15 +143,24 @@ class TableModel:
             return
         cols = self.columns
         ncol = len(cols)
+        symcols = {c for s in self.symmetric for c in s}
         for g in self.groups:
-            bad = [c for c in g.reads + g.writes if not 0 <= c < ncol]
-            if bad:
-                raise ValueError(f"group {g.name}: column index {bad[0]} out of range")
-            if not set(g.writes) <= set(g.reads):
-                raise ValueError(f"group {g.name}: writes {g.writes} must be among its reads {g.reads}")
+            for part in (g,) + tuple(getattr(g, "steps", ())):
+                bad = [c for c in part.reads + part.writes if not 0 <= c < ncol]
+                if bad:
+                    raise ValueError(f"group {g.name}: column index {bad[0]} out of range")
+                if not set(part.writes) <= set(part.reads):
+                    raise ValueError(f"group {g.name}: writes {part.writes} must be among its reads "
+                                     f"{part.reads}")
+                if isinstance(g, Chain) and symcols & set(part.writes):
+                    raise ValueError(f"chain {g.name}: writes symmetric column(s) "
+                                     f"{sorted(symcols & set(part.writes))}")
         for sym in self.symmetric:
             if len({cols[c].values for c in sym}) != 1:
                 raise ValueError(f"symmetric columns {sym} must share one domain")
+            if any(cols[c].transient for c in sym):
+                raise ValueError(f"symmetric columns {sym} cannot be transient")
+        self._tm_transient = tuple((c, col.values[0]) for c, col in enumerate(cols) if col.transient)
         self._tm_code = [{v: i for i, v in enumerate(c.values)} for c in cols]
         strides, acc = [0] * ncol, 1
         for c in range(ncol - 1, -1, -1):
@@ -136,8 +173,11 @@ class TableModel:
         tids = [g.table or f"#{gi}" for gi, g in enumerate(self.groups)]
         shared: dict[str, dict] = {}
         self._tm_wmemo: list[dict] = [shared.setdefault(t, {}) for t in tids]
-        symcols = {c for s in self.symmetric for c in s}
         self._tm_canon = [bool(symcols & set(g.writes)) for g in self.groups]
+        # per chain: (getter, writes) of each step, and one memo per step
+        self._tm_steps = [tuple((_getter(st.reads), st.writes) for st in getattr(g, "steps", ()))
+                          for g in self.groups]
+        self._tm_smemo = [[{} for _ in getattr(g, "steps", ())] for g in self.groups]
         self._tm_ready = True
 
     @property
@@ -177,6 +217,18 @@ class TableModel:
             w = memo[vals] = tuple(x for _a, x in self.moves_of(gi, vals))
         return w
 
+    def step_writes(self, gi: int, si: int, vals: tuple) -> tuple:
+        """The values step ``si`` of chain ``gi`` writes for read values ``vals`` (memoised)."""
+        memo = self._tm_smemo[gi][si]
+        w = memo.get(vals)
+        if w is None:
+            st = self.groups[gi].steps[si]
+            w = memo[vals] = tuple(st.fn(vals))
+            if len(w) != len(st.writes):
+                raise ValueError(f"step {st.name} of chain {self.groups[gi].name}: {len(w)} values "
+                                 f"for {len(st.writes)} written columns")
+        return w
+
     def encode(self, state: tuple) -> int:
         """The exact code of ``state``, mixed radix over the declared domains (what the
         multi-process explorer partitions by; the vector explorer packs its own way)."""
@@ -203,16 +255,25 @@ class TableModel:
         for row in self.init_states():
             for c, v in enumerate(row):
                 known[c].add(v)
+        # every relation from read values to written values: the groups, and each step of a
+        # chain on its own (the values between steps are over-approximated the same way)
+        rels = []
+        for gi, g in enumerate(self.groups):
+            rels.append((self._tm_wmemo[gi], g.name, g.reads, g.writes,
+                         lambda vals, gi=gi: self.writes_of(gi, vals)))
+            for si, st in enumerate(getattr(g, "steps", ())):
+                rels.append((self._tm_smemo[gi][si], f"{g.name}/{st.name}", st.reads, st.writes,
+                             lambda vals, gi=gi, si=si: (self.step_writes(gi, si, vals),)))
         # values already combined, per (table, value sets read): groups that share a table and
         # read the same sets (interchangeable columns) are evaluated once
         used: dict[tuple, list] = {}
         changed = True
         while changed:
             changed = False
-            for gi, g in enumerate(self.groups):
-                sig = (id(self._tm_wmemo[gi]), tuple(id(known[c]) for c in g.reads))
-                old = used.setdefault(sig, [[] for _ in g.reads])
-                cur = [sorted(known[c], key=self._tm_code[c].__getitem__) for c in g.reads]
+            for memo, gname, reads, writes, writes_of in rels:
+                sig = (id(memo), tuple(id(known[c]) for c in reads))
+                old = used.setdefault(sig, [[] for _ in reads])
+                cur = [sorted(known[c], key=self._tm_code[c].__getitem__) for c in reads]
                 if all(len(d) == len(o) for d, o in zip(cur, old)):
                     continue                    # nothing new for this group
                 n = 1
@@ -227,11 +288,11 @@ class TableModel:
                     if not new[j]:
                         continue
                     for vals in itertools.product(*old[:j], new[j], *cur[j + 1:]):
-                        for w in self.writes_of(gi, vals):
-                            for c, v in zip(g.writes, w):
+                        for w in writes_of(vals):
+                            for c, v in zip(writes, w):
                                 if v not in known[c]:
                                     if v not in self._tm_code[c]:
-                                        raise ValueError(f"group {g.name}: value {v!r} is not in the "
+                                        raise ValueError(f"group {gname}: value {v!r} is not in the "
                                                          f"domain of column {cols[c].name}")
                                     known[c].add(v)
                                     changed = True
@@ -242,7 +303,16 @@ class TableModel:
     # --- the Model protocol ---------------------------------------------------------------------
     def init_states(self) -> list[tuple]:
         self.table_setup()
-        return [self.canon(tuple(r)) for r in self.init_rows()]
+        rows = [self.canon(tuple(r)) for r in self.init_rows()]
+        for r in rows:
+            self._idle(r, "an initial row")
+        return rows
+
+    def _idle(self, row, what: str) -> None:
+        for c, v in self._tm_transient:
+            if row[c] != v:
+                raise ValueError(f"{what} leaves transient column {self.columns[c].name} at "
+                                 f"{row[c]!r} (expected {v!r})")
 
     def successors(self, state: tuple) -> Iterable[tuple[Action, tuple]]:
         self.table_setup()
@@ -250,11 +320,16 @@ class TableModel:
             mv = self.moves_of(gi, self._tm_get[gi](state))
             if not mv:
                 continue
-            writes, canon = g.writes, self._tm_canon[gi]
+            writes, canon, steps = g.writes, self._tm_canon[gi], self._tm_steps[gi]
             for a, w in mv:
                 n = list(state)
                 for c, v in zip(writes, w):
                     n[c] = v
+                for si, (get, sw) in enumerate(steps):    # a chain's steps, in order
+                    for c, v in zip(sw, self.step_writes(gi, si, get(n))):
+                        n[c] = v
+                if steps:
+                    self._idle(n, f"chain {g.name}")
                 n = tuple(n)
                 if canon:
                     n = self.canon(n)

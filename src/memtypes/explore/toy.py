@@ -3,6 +3,9 @@
 * :class:`Counters`: ``n`` counters, each ``0..k``; an action increments one counter.  It has
   exactly ``(k+1)**n`` states and depth ``n*k`` (the peers.md benchmark model, 8 counters 0..3).
 * :class:`Graph`: an explicit directed graph (adjacency lists) with "bad" and "goal" nodes.
+* :class:`TableCounters`: :class:`Counters` as a table-driven model.
+* :class:`FlushPages`: pages dirtied one at a time and a flush of every page at once, a
+  table-driven model with a :class:`~memtypes.explore.table.Chain`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from memtypes.explore.model import Action, Property
-from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
+from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
 
 
 class Counters:
@@ -157,3 +160,47 @@ class TableCounters(TableModel):
                                    tuple(Clause((i,), lambda v, k=self.k: v == k) for i in allc),
                                    quantifier="all"))
         return props
+
+
+class FlushPages(TableModel):
+    """``n`` pages, each ``clean`` or ``dirty`` (action ``cpu.write`` page ``i``), and a flush
+    of every page at once (``cpu.flush_all``), which counts the flushes that found a dirty page
+    (up to ``k``).  The flush is a :class:`~memtypes.explore.table.Chain`: a move, then one step
+    per page (clean it, note in the transient column ``found`` whether it was dirty), then a
+    step that counts and restores ``found``; each table reads two columns whatever ``n`` is.
+    A flush of clean pages changes nothing (no transition).  States: exactly ``2**n * (k + 1)``
+    (pages can be dirtied again after any flush).  Target ``flushed-k`` (and the violation of
+    ``never-k``): ``2k`` steps, write and flush ``k`` times."""
+
+    CLEAN, DIRTY = "clean", "dirty"
+
+    def __init__(self, n: int = 3, k: int = 2):
+        self.name = f"flush-pages-{n}x{k}"
+        self.n, self.k = n, k
+        self.FOUND, self.COUNT = n, n + 1
+        self.columns = tuple(Column(f"page{i}", (self.CLEAN, self.DIRTY)) for i in range(n)) + (
+            Column("found", (False, True), transient=True), Column("flushes", tuple(range(k + 1))))
+        self.groups = tuple(
+            Moves(f"write{i}", (i,), (i,), lambda v, i=i: [(Action("cpu", "write", (("page", i),)),
+                                                             (self.DIRTY,))] if v[0] == self.CLEAN else [],
+                  table="write")
+            for i in range(n)) + (Chain(
+                "flush_all", (self.FOUND,), (self.FOUND,), lambda v: [(Action("cpu", "flush_all", ()), (False,))],
+                steps=tuple(Step(f"page{i}", (i, self.FOUND), (i, self.FOUND), self._clean)
+                            for i in range(n)) + (
+                    Step("count", (self.FOUND, self.COUNT), (self.FOUND, self.COUNT), self._count),)),)
+
+    def _clean(self, vals):
+        page, found = vals
+        return self.CLEAN, found or page == self.DIRTY
+
+    def _count(self, vals):
+        found, count = vals
+        return False, min(count + found, self.k)
+
+    def init_rows(self):
+        return [(self.CLEAN,) * self.n + (False, 0)]
+
+    def table_properties(self):
+        return [TableProperty("flushed-k", "sometimes", (Clause((self.COUNT,), lambda c: c == self.k),)),
+                TableProperty("never-k", "always", (Clause((self.COUNT,), lambda c: c < self.k),))]

@@ -274,9 +274,23 @@ class _Table:
         self.single = True              # no key has more than one move (so far)
 
 
+class _Step:
+    """A dense table over a chain step's read codes: its effect on the packed code (``delta``:
+    its writes are among its reads), filled on first use."""
+
+    def __init__(self, si: int, step, radix: list[int], eng: "_Engine"):
+        self.si, self.step, self.radix = si, step, radix
+        self.kstr = [_prod(radix[j + 1:]) for j in range(len(radix))]
+        self.wpos = [step.reads.index(c) for c in step.writes]
+        self.wstride = [eng.stride[c] for c in step.writes]
+        self.delta = np.zeros(_prod(radix), eng.dt)
+        self.filled = np.zeros(_prod(radix), bool)
+
+
 class _Group:
     def __init__(self, gi, g, table: _Table, eng: "_Engine"):
         self.gi, self.g, self.table = gi, g, table
+        self.steps: list[_Step] = []        # a chain's steps (TableModel Chain)
         self.reads = g.reads
         self.wpos = [g.reads.index(c) for c in g.writes]   # position of each write among the reads
         # plain written columns change the packed code by a constant per move (``delta``);
@@ -442,13 +456,15 @@ def _colex(n: int, k: int) -> list:
     return [_at(p, rows) for p in prev] + [np.repeat(np.arange(k - 1, n, dtype=np.int64), counts)]
 
 
-def _layout(radix: list[int], symmetric):
+def _layout(radix: list[int], symmetric, transient=frozenset()):
     """The packed code's layout: at the bottom one mixed-radix digit per block of
     interchangeable columns (a slot changing moves the code a little: the visited bitmap is
     touched close to the parent); above them every other column is a bit field, its domain size
-    rounded up to a power of two (decoding is a shift and a mask).  Returns ``(space, low,
-    bit offsets, field bits, blocks)``: ``low`` is the product of the blocks' radices, a column's
-    stride is ``low << offset``, blocks are ``(columns, stride, radix)``."""
+    rounded up to a power of two (decoding is a shift and a mask), the ``transient`` columns
+    last (zero in every state, so states stay below ``space``).  Returns ``(space, low, bit
+    offsets, field bits, blocks, full)``: ``low`` is the product of the blocks' radices, a
+    column's stride is ``low << offset``, blocks are ``(columns, stride, radix)``, ``full`` is
+    the code space with the transient fields."""
     sets = [tuple(s) for s in symmetric if len(s) > 1]
     inblock = {c for s in sets for c in s}
     low, blocks = 1, []
@@ -457,11 +473,14 @@ def _layout(radix: list[int], symmetric):
         blocks.append((sym, low, R))
         low *= R
     offs, bits, off = {}, {}, 0
-    for c, r in enumerate(radix):
+    real = None
+    for c in sorted(range(len(radix)), key=lambda c: c in transient):
+        if c in transient and real is None:
+            real = off
         if c not in inblock:
-            offs[c], bits[c] = off, (r - 1).bit_length()
+            offs[c], bits[c] = off, (radix[c] - 1).bit_length()
             off += bits[c]
-    return low << off, low, offs, bits, blocks
+    return low << (off if real is None else real), low, offs, bits, blocks, low << off
 
 
 class _Engine:
@@ -473,16 +492,20 @@ class _Engine:
         # Pack over the declared domains when they are small enough for the bitmap; else over
         # the reachable-value domains (a fixpoint over the groups: TableModel.value_domains).
         declared = [c.values for c in model.columns]
+        transient = frozenset(c for c, col in enumerate(model.columns) if col.transient)
         t0 = time.perf_counter()
-        small = _layout([len(d) for d in declared], model.symmetric)[0] <= DENSE_CODES
+        small = _layout([len(d) for d in declared], model.symmetric, transient)[0] <= DENSE_CODES
         self.values = declared if small else list(model.value_domains())
         self.model_seconds = time.perf_counter() - t0     # time spent calling the model
         self.codes = [{v: i for i, v in enumerate(d)} for d in self.values]
         self.radix = [max(1, len(d)) for d in self.values]
-        self.space, self.low, self.off, fbits, blocks = _layout(self.radix, model.symmetric)
-        if self.space >= 1 << 62:
-            raise Unsupported(f"code space {self.space} does not fit 62 bits")
-        self.dt = np.int32 if self.space < 1 << 31 else np.int64  # half the bandwidth when it fits
+        # ``space``: the codes of states (what the visited set covers); ``full``: with the
+        # transient columns chains use between their steps
+        self.space, self.low, self.off, fbits, blocks, self.full = _layout(self.radix, model.symmetric,
+                                                                            transient)
+        if self.full >= 1 << 62:
+            raise Unsupported(f"code space {self.full} does not fit 62 bits")
+        self.dt = np.int32 if self.full < 1 << 31 else np.int64  # half the bandwidth when it fits
         # a digit per block of interchangeable columns at the bottom, bit fields for the others above
         self.stride: list = [self.low << self.off[c] if c in self.off else None
                              for c in range(len(self.radix))]
@@ -504,7 +527,13 @@ class _Engine:
             t = tables.get(tid)
             if t is None:
                 t = tables[tid] = _Table(rr)
-            self.groups.append(_Group(gi, g, t, self))
+            grp = _Group(gi, g, t, self)
+            for si, st in enumerate(getattr(g, "steps", ())):
+                sr = [self.radix[c] for c in st.reads]
+                if _prod(sr) > MAX_TABLE:
+                    raise Unsupported(f"step {st.name} of {g.name}: table exceeds {MAX_TABLE} entries")
+                grp.steps.append(_Step(si, st, sr, self))
+            self.groups.append(grp)
         self._find_twins()
         self.gbits = max(1, len(self.groups).bit_length())
         self.mbits = 1                  # bits of a move index (grows as the tables fill)
@@ -629,11 +658,12 @@ class _Engine:
                 except KeyError as e:
                     raise ValueError(f"group {g.name}: value {e.args[0]!r} is not in the domain "
                                      f"of a written column {g.writes}") from None
-                if grp.noop(wc, rc):
+                if not grp.steps and grp.noop(wc, rc):
                     continue                  # the canonical successor is the state itself
                 moves += 1                    # the serial explorer counts it
-                if wc in have:
-                    continue                  # repeats an earlier move of this state
+                if wc in have and not grp.steps:
+                    continue                  # repeats an earlier move of this state (a chain's
+                                              # moves are counted after their steps)
                 have.add(wc)
                 t.move_key.append(k)
                 t.move_writes.append(wc)
@@ -643,6 +673,34 @@ class _Engine:
             self.mbits = max(self.mbits, len(t.move_key).bit_length())
             t.single = t.single and t.cnt[k] <= 1
         self.model_seconds += time.perf_counter() - t0
+
+    def fill_step(self, grp: _Group, st: _Step, keys) -> None:
+        t0 = time.perf_counter()
+        step = st.step
+        for k in np.unique(keys).tolist():
+            rc = [(k // s) % r for s, r in zip(st.kstr, st.radix)]
+            vals = tuple(self.values[c][q] for c, q in zip(step.reads, rc))
+            w = self.model.step_writes(grp.gi, st.si, vals)
+            try:
+                wc = [self.codes[c][v] for c, v in zip(step.writes, w)]
+            except KeyError as e:
+                raise ValueError(f"step {step.name} of {grp.g.name}: value {e.args[0]!r} is not in "
+                                 f"the domain of a written column {step.writes}") from None
+            st.delta[k] = sum((q - rc[j]) * s for q, j, s in zip(wc, st.wpos, st.wstride))
+            st.filled[k] = True
+        self.model_seconds += time.perf_counter() - t0
+
+    def chained(self, grp: _Group, succ):
+        """The codes after a chain's steps, applied in order to the codes after its move."""
+        for st in grp.steps:
+            keys = self.key(succ, st.step.reads, st.kstr, {})
+            miss = ~_at(st.filled, keys)
+            if miss.any():
+                self.fill_step(grp, st, keys[miss])
+            succ = succ + _at(st.delta, keys)
+        if self.full != self.space and (succ >= self.space).any():
+            raise ValueError(f"chain {grp.g.name}: its last step leaves a transient column set")
+        return succ
 
     def deltas(self, grp: _Group):
         t = grp.table
@@ -717,7 +775,8 @@ class _Engine:
             if (cnt < 0).any():
                 self.fill(grp, keys[cnt < 0])
                 cnt = _at(t.cnt, keys)
-            trans += int(_at(t.tcnt, keys).sum())
+            if not grp.steps:             # (a chain's transitions are known after its steps)
+                trans += int(_at(t.tcnt, keys).sum())
             live = cnt > 0
             if grp.twin is not None:
                 c, prev = grp.twin
@@ -741,7 +800,15 @@ class _Engine:
 
             # (a move changes some column, so its canonical successor differs from the parent)
             delta = self.deltas(grp)
-            if not grp.wblocks:
+            if grp.steps:                 # a chain: its steps, then drop moves that change nothing
+                succ = self.chained(grp, parent(codes) + _at(delta, midx))
+                moved = np.flatnonzero(succ != parent(codes))
+                trans += moved.size
+                if moved.size < succ.size:
+                    succ, par, midx = _at(succ, moved), _at(par, moved), _at(midx, moved)
+                if not succ.size:
+                    continue
+            elif not grp.wblocks:
                 succ = parent(codes) + _at(delta, midx)
             elif grp.sym is not None and grp.sym[1] is not None:
                 succ = self.merged(grp, parent, midx, cache, codes)
