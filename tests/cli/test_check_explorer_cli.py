@@ -34,20 +34,22 @@ def test_explorers_agree_on_results(capsys, family):
 def test_auto_uses_vector_where_it_pays(capsys):
     """The default jobs are small: auto keeps them serial; two slots make passthrough large
     enough for the vectorised explorer."""
-    d = check_json(capsys, "--kernel", "6.9", "--variant", "mainline")
-    assert {j["explorer"] for j in d["stats"]["per_job"]} == {"serial"}
+    for fam in ("passthrough", "mte", "migration", "dma-iommufd"):
+        d = check_json(capsys, "--family", fam, "--kernel", "6.9", "--variant", "mainline")
+        assert {j["explorer"] for j in d["stats"]["per_job"]} == {"serial"}, fam
     d = check_json(capsys, "--family", "passthrough", "--kernel", "6.9", "--variant", "mainline",
                    "--param", "passthrough.slots=2")
     assert [j["explorer"] for j in d["stats"]["per_job"]] == ["vector"]
-    d = check_json(capsys, "--family", "dma-type1", "--kernel", "6.9", "--variant", "mainline")
-    assert [j["explorer"] for j in d["stats"]["per_job"]] == ["serial"]
+    d = check_json(capsys, "--family", "dma-type1", "--kernel", "6.9", "--variant", "mainline",
+                   "--param", "dma-type1.pages=2")
+    assert [j["explorer"] for j in d["stats"]["per_job"]] == ["vector"]
 
 
 def test_vector_refused_for_a_serial_family(capsys):
-    rc = main(["check", "--family", "dma-type1", "--explorer", "vector"])
+    rc = main(["check", "--family", "dma-iommufd", "--explorer", "vector"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
-    assert "dma-type1" in err and "--explorer" in err
+    assert "dma-iommufd" in err and "--explorer" in err
 
 
 def test_unknown_explorer(capsys):

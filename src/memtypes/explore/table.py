@@ -128,6 +128,10 @@ class TableModel:
     columns: tuple[Column, ...] = ()
     groups: tuple[Moves, ...] = ()
     symmetric: tuple[tuple[int, ...], ...] = ()
+    infer_domains: bool = True
+    """Whether the vector explorer may pack states over :meth:`value_domains` when the declared
+    domains are too wide for a bitmap.  A model whose declared domains are already tight and
+    whose inference would cost more than it saves (many wide tables) sets it to False."""
 
     # --- to be defined by the model -----------------------------------------------------------
     def init_rows(self) -> Sequence[tuple]:
@@ -164,8 +168,9 @@ class TableModel:
         self._tm_code = [{v: i for i, v in enumerate(c.values)} for c in cols]
         strides, acc = [0] * ncol, 1
         for c in range(ncol - 1, -1, -1):
-            strides[c] = acc
-            acc *= len(cols[c].values)
+            if not cols[c].transient:           # (a transient column is at code 0 in a state)
+                strides[c] = acc
+                acc *= len(cols[c].values)
         self._tm_strides, self._tm_space = tuple(strides), acc
         self._tm_get = [_getter(g.reads) for g in self.groups]
         self._tm_memo: list[dict] = [{} for _ in self.groups]
@@ -240,7 +245,9 @@ class TableModel:
         in the declared order: start from the initial rows and apply every group to every
         combination of the values known so far for its reads until nothing new appears.  This
         is a non-relational abstraction, sound because a group's moves are a function of its
-        read values only; the vector explorer packs states over these smaller domains.  If a
+        read values only; the vector explorer packs states over these smaller domains.  The
+        functions are called on combinations that no state may have (a chain's steps too), so
+        they must return something for them; values outside the declared domains are skipped.  If a
         group would need more than ``max_combos`` combinations, the declared domains are kept.
         The moves computed here stay memoised (:meth:`moves_of`) for the search."""
         got = getattr(self, "_tm_domains", None)
@@ -290,10 +297,9 @@ class TableModel:
                     for vals in itertools.product(*old[:j], new[j], *cur[j + 1:]):
                         for w in writes_of(vals):
                             for c, v in zip(writes, w):
-                                if v not in known[c]:
-                                    if v not in self._tm_code[c]:
-                                        raise ValueError(f"group {gname}: value {v!r} is not in the "
-                                                         f"domain of column {cols[c].name}")
+                                # (a value outside the declared domain can only come from a
+                                # combination no state has: the search fails on a reached one)
+                                if v not in known[c] and v in self._tm_code[c]:
                                     known[c].add(v)
                                     changed = True
                 used[sig] = cur

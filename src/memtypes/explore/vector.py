@@ -495,7 +495,8 @@ class _Engine:
         transient = frozenset(c for c, col in enumerate(model.columns) if col.transient)
         t0 = time.perf_counter()
         small = _layout([len(d) for d in declared], model.symmetric, transient)[0] <= DENSE_CODES
-        self.values = declared if small else list(model.value_domains())
+        infer = getattr(model, "infer_domains", True)
+        self.values = declared if small or not infer else list(model.value_domains())
         self.model_seconds = time.perf_counter() - t0     # time spent calling the model
         self.codes = [{v: i for i, v in enumerate(d)} for d in self.values]
         self.radix = [max(1, len(d)) for d in self.values]
@@ -965,8 +966,14 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             parts, trans = eng.expand(chunk, {k: v[c0:c0 + CHUNK] for k, v in fcols.items()})
             if expanding:
                 res.transitions += trans
-            for succ, par, midx, gi in parts:
-                new_at = np.flatnonzero(visited.unseen(succ))
+            if len(parts) > 1:            # one lookup in the visited set for the whole chunk
+                unseen = visited.unseen(np.concatenate([p[0] for p in parts]))
+                ends = np.cumsum([p[0].size for p in parts])
+                news = np.split(np.flatnonzero(unseen), np.searchsorted(np.flatnonzero(unseen), ends[:-1]))
+                news = [x - (e - p[0].size) for x, e, p in zip(news, ends, parts)]
+            else:
+                news = [np.flatnonzero(visited.unseen(p[0])) for p in parts]
+            for (succ, par, midx, gi), new_at in zip(parts, news):
                 if not expanding:
                     beyond = beyond or bool(new_at.size)
                     continue

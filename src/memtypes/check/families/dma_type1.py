@@ -126,6 +126,18 @@ def _user_pages_stable(s, npages, pinned) -> bool:
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]):
+    """The family's model: its table-driven form (:mod:`.dma_type1_table`, same states,
+    transitions and traces, explored per page) unless emulated groups are on or param ``table``
+    is false; else the :class:`DmaModel` over :mod:`memtypes.linux.dma.type1`."""
+    name, env, s0, alpha, props = parts(kernel, variant, params)
+    if not params.get("emulated", False) and params.get("table", True):
+        from memtypes.check.families.dma_type1_table import Type1Table
+        return Type1Table(name, env, alpha, props)
+    return DmaModel(name, env, s0, alpha, props)
+
+
+def parts(kernel: str, variant: str, params: Mapping[str, Any]):
+    """``(name, env, initial state, alphabet, properties)`` of the model over the type1 state."""
     n = int(params.get("pages", 1))
     probe = bool(params.get("probe", True))
     fail = bool(params.get("fail", True))
@@ -220,7 +232,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
     ]
     if emulated:
         props.append(Property("external-pin-held", "sometimes", lambda s: any(s.vpfn)))
-    return DmaModel(f"dma-type1[{kernel},{variant}]", env, s0, alpha, props)
+    return f"dma-type1[{kernel},{variant}]", env, s0, alpha, props
 
 
 FAMILY = Family(
@@ -232,4 +244,5 @@ FAMILY = Family(
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
+    bench_params={"pages": 3},
 )

@@ -1,0 +1,376 @@
+"""The table-driven form of the ``dma-type1`` family (no emulated group): the same states,
+transitions, verdicts and traces as :class:`~.dma_type1.DmaModel` over
+:mod:`memtypes.linux.dma.type1`, with each move reading a few columns, so that both explorers
+work per page (:mod:`memtypes.explore.table`) and the vectorised one can take several pages.
+
+Columns: the container (``iommu``, ``domains``, ``has_nc``, ``nc_count``, ``kvm_files``,
+``kvm_nc``, the sticky observations ``dev_read``, ``bad_read``, ``unpinned``), the fgsp scratch
+pages ``K0``/``K1``, then per user page its cache line, ``populated``, pin count and dma (``None``
+or ``(iommu_mapped, flag)``: the family's dmas are one page each at IOVA = page), and the
+transient ``op`` column of the chains.
+
+Moves:
+
+* an op that touches one page and the container (CPU and device accesses, eviction, MAP_DMA,
+  UNMAP_DMA, KVM FILE_ADD) *is* the driver function of :mod:`memtypes.linux.dma.type1`
+  (through :func:`~memtypes.linux.dma.bind`), applied to a state rebuilt from the columns it
+  reads, the others at their initial values (``_LOCAL`` lists what each op reads and writes;
+  :func:`_rebuilt` refuses an op that changes a column it does not declare);
+* attach, detach and release walk every dma: they are chains (a move, one step per page in IOVA
+  order, then a step on the container).  Each step is the corresponding part of the driver,
+  written per page, for the family's alphabet: one-page dmas and an injected replay failure at
+  the first ``iommu_map`` call only (``fail_at=0``):
+
+  - attach (vfio_iommu_type1_attach_group): merge into a domain with the same ops and enforce
+    (the move alone); else per page the replay of its dma (vfio_iommu_replay: pin and zero fill
+    an unmapped dma, F@replay when the new domain is NC and the dma not yet flagged, map; the
+    injected failure at the first dma unpins it through the funnel and clears its flag unless
+    it was mapped), then the fgsp test on K0/K1 and the domain list (vfio_test_domain_fgsp,
+    list_add, has_nc / noncoherent_domains).  With the failure injected and no dma the attach
+    is not offered (the family's guard): its steps then change nothing, so it is no transition;
+  - detach (vfio_iommu_type1_detach_group) of the last group of the only domain: per page
+    vfio_unmap_unpin (F@unpin of a flagged dma) and the dma removed; then the domain list;
+  - release (vfio_iommu_type1_release): per page the same, then an empty container.
+
+``tests/check/test_dma_type1_table.py`` explores both forms, for every kernel and variant, and
+checks that they reach the same states (as type1 states) with the same transitions, depth,
+verdicts and shortest traces.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+from memtypes.arch import cache
+from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
+from memtypes.linux.dma import bind, type1
+from memtypes.linux.dma import variants as V
+from memtypes.linux.dma.common import flush_pages, zero_fill
+
+(IOMMU, DOMAINS, HAS_NC, NC_COUNT, KVM_FILES, KVM_NC, DEV_READ, BAD_READ, UNPINNED,
+ K0, K1) = range(11)
+CTL = 11
+LINE, POP, PINS, DMA = range(4)            # a page's columns, from CTL + 4 * page
+
+DMAS = (None, (False, False), (False, True), (True, False), (True, True))
+
+
+def _closure(start, ops) -> tuple:
+    seen, todo = set(start), list(start)
+    while todo:
+        ln = todo.pop()
+        for f in ops:
+            nl = f(ln)
+            if nl not in seen:
+                seen.add(nl)
+                todo.append(nl)
+    return tuple(sorted(seen))
+
+
+LINES = _closure([cache.line(cache.PREV)], [
+    lambda ln: cache.cpu_read(ln)[0], lambda ln: cache.cpu_write(ln, "G"),
+    lambda ln: cache.cpu_write(ln, cache.ZERO), cache.evict, cache.flush,
+    lambda ln: cache.ns_write(ln, "B"), lambda ln: cache.snoop_write(ln, "B")])
+"""A user page's cache line: every line the family's ops (guest read and write of ``G``, zero
+fill, eviction, flush, device writes of ``B``) make from the initial ``S`` (19 lines; an op
+that made another would stop the vector explorer with a domain error, and the tests)."""
+
+
+class Op(NamedTuple):
+    """The transient column while a chain runs (``None`` otherwise)."""
+
+    op: str                     # attach / detach / release
+    group: str | None
+    probe: str | None           # attach: what a device does in the fgsp window
+    fail: bool                  # attach: the replay's first iommu_map fails
+    walk: bool                  # the pages' dmas are walked
+    seen: bool                  # attach: a dma was met
+    failed: bool                # attach: the replay failed
+    acc: bool                   # a page was unpinned (F@unpin or a pin count dropped to 0)
+
+
+# what each single-page (or container) op reads and writes; ``p``: the page's columns
+def _local(name: str, page):
+    L, P, N, D = page if page is not None else (None,) * 4
+    return {
+        "guest_read": ((L, P, N), (L, P)),
+        "host_read": ((L, P, N), (L, P)),
+        "guest_write": ((L, P, N), (L, P)),
+        "evict": ((L,), (L,)),
+        "dev_read": ((DOMAINS, DEV_READ, BAD_READ, L, D), (DEV_READ, BAD_READ)),
+        "dev_write": ((DOMAINS, L, D), (L,)),
+        "map": ((IOMMU, DOMAINS, HAS_NC, NC_COUNT, UNPINNED, L, P, N, D), (UNPINNED, L, P, N, D)),
+        "unmap": ((UNPINNED, L, N, D), (UNPINNED, L, N, D)),
+        "kvm_add": ((IOMMU, DOMAINS, NC_COUNT, KVM_FILES, KVM_NC), (KVM_FILES, KVM_NC)),
+    }[name]
+
+
+_PROPERTY_READS = {
+    "device-reads-owner-data": lambda n: [(BAD_READ,)],
+    "host-consistent-after-unpin": lambda n: [(CTL + 4 * p + LINE, CTL + 4 * p + PINS) for p in range(n)]
+    + [(K0,), (K1,)],
+    "coherency-reported": lambda n: [(IOMMU, DOMAINS, NC_COUNT, KVM_FILES, KVM_NC)],
+    "device-read-happened": lambda n: [(DEV_READ,)],
+    "page-unpinned": lambda n: [(UNPINNED,)],
+    "nc-domain-attached": lambda n: [(DOMAINS,)],
+}
+"""The columns each property reads (a conjunction over pages is one clause per page: the
+property itself, on a state rebuilt from that page, the others initial and so harmless)."""
+
+
+class Type1Table(TableModel):
+    """``dma-type1`` as a table-driven model (see the module docstring); ``alphabet`` and
+    ``props`` are the family's (:func:`.dma_type1.parts`).  The declared domains are tight
+    (lines by closure, pins 0..2), so domain inference is off: it would cost more than it saves."""
+
+    infer_domains = False
+
+    def __init__(self, name: str, env, alphabet, props):
+        from memtypes.check.families.dma_type1 import DmaModel
+        self.name, self.env, self.n = name, env, env.npages
+        if any(g.emulated for g in env.groups):
+            raise ValueError("the table form of dma-type1 has no emulated group")
+        self._ref = DmaModel(name, env, type1.initial(env), alphabet, props)
+        self._props = props
+        n = self.n
+        self.MODE = CTL + 4 * n
+        recs = [(g.name, g.ops, g.nc, (g.name,)) for g in env.groups]
+        domains = tuple(itertools.chain.from_iterable(itertools.permutations(recs, k)
+                                                      for k in range(len(recs) + 1)))
+        files = tuple(itertools.chain.from_iterable(
+            itertools.permutations([g.name for g in env.groups], k) for k in range(len(env.groups) + 1)))
+        gnames = tuple(g.name for g in env.groups)
+        modes = (None,) + tuple(Op(*v) for v in itertools.product(
+            ("attach", "detach", "release"), gnames + (None,), (None, "read"),
+            (False, True), (False, True), (False, True), (False, True), (False, True)))
+        B = (False, True)
+        kl = {type1.initial(env).lines[n]}        # what the fgsp test leaves on K0/K1
+        for nc, probe in itertools.product((False, True), (None, "read")):
+            lines = list(type1.initial(env).lines)
+            type1._test_domain_fgsp(env, lines, nc, probe, [])
+            kl.update(lines[n:])
+        kl = tuple(sorted(kl))
+        self.columns = (Column("iommu", B), Column("domains", domains), Column("has_nc", B),
+                        Column("nc_count", tuple(range(len(recs) + 1))), Column("kvm_files", files),
+                        Column("kvm_nc", B), Column("dev_read", B), Column("bad_read", B),
+                        Column("unpinned", B), Column("K0", kl), Column("K1", kl)) + tuple(
+            c for p in range(n) for c in (Column(f"{env.names[p]}.line", LINES),
+                                          Column(f"{env.names[p]}.populated", B),
+                                          Column(f"{env.names[p]}.pins", (0, 1, 2)),
+                                          Column(f"{env.names[p]}.dma", DMAS))) + (
+            Column("op", modes, transient=True),)
+        self._base = self._row(type1.initial(env))
+        groups = []
+        for a, op, guard in alphabet:
+            name = op[0]
+            if name in ("attach", "detach", "release"):
+                groups.append(self._chain(a, op))
+                continue
+            page = None
+            if name in ("guest_read", "host_read", "guest_write", "evict", "map", "unmap"):
+                page = op[1]
+            elif name in ("dev_read", "dev_write"):
+                page = op[2]
+            cols = None if page is None else tuple(CTL + 4 * page + k for k in range(4))
+            reads, writes = _local(name, cols)
+            reads = tuple(sorted(reads))
+            writes = tuple(c for c in reads if c in writes)
+            groups.append(Moves(f"{a.actor}.{a.name}#{len(groups)}", reads, writes,
+                                self._local_fn(a, bind(env, op), guard, reads, writes)))
+        self.groups = tuple(groups)
+
+    # --- rows and type1 states ----------------------------------------------------------------
+    def _row(self, t: type1.T1) -> tuple:
+        n = self.n
+        dma = [None] * n
+        for st, nn, m, f in t.dmas:
+            if nn != 1:
+                raise ValueError(f"dma at {st} spans {nn} pages: the table form has one-page dmas")
+            dma[st] = (m, f)
+        row = [t.iommu, t.domains, t.has_nc, t.nc_count, t.kvm_files, t.kvm_nc, t.dev_read,
+               t.bad_read, t.unpinned, t.lines[n], t.lines[n + 1]]
+        for p in range(n):
+            row += [t.lines[p], t.populated[p], t.pins[p], dma[p]]
+        return tuple(row) + (None,)
+
+    def to_t1(self, row) -> type1.T1:
+        """The type1 state of a row (between states: the transient column is ignored)."""
+        n = self.n
+        page = [row[CTL + 4 * p: CTL + 4 * p + 4] for p in range(n)]
+        return type1.T1(
+            tuple(pg[LINE] for pg in page) + (row[K0], row[K1]), tuple(pg[POP] for pg in page),
+            tuple(pg[PINS] for pg in page), row[IOMMU], row[DOMAINS], (),
+            tuple((p, 1, pg[DMA][0], pg[DMA][1]) for p, pg in enumerate(page) if pg[DMA] is not None),
+            row[HAS_NC], row[NC_COUNT], row[KVM_FILES], row[KVM_NC], row[DEV_READ], row[BAD_READ],
+            row[UNPINNED], (0,) * n)
+
+    def _rebuilt(self, reads, vals) -> list:
+        row = list(self._base)
+        for c, v in zip(reads, vals):
+            row[c] = v
+        return row
+
+    def _local_fn(self, a, fn, guard, reads, writes):
+        def moves(vals):
+            row = self._rebuilt(reads, vals)
+            t = self.to_t1(row)
+            if not guard(t):
+                return ()
+            nxt = self._row(fn(t)[0])
+            stray = [self.columns[c].name for c in range(len(row)) if c not in writes and nxt[c] != row[c]]
+            if stray:
+                raise AssertionError(f"{a.actor}.{a.name} changed undeclared column(s) {stray}")
+            return ((a, tuple(nxt[c] for c in writes)),)
+        return moves
+
+    # --- chains: attach, detach, release --------------------------------------------------------
+    def _chain(self, a, op) -> Chain:
+        env, M = self.env, self.MODE
+        name = op[0]
+        kw = op[-1] if isinstance(op[-1], dict) else {}
+        if name == "attach":
+            g = op[1]
+            if kw.get("fail_at") not in (None, 0) or set(kw) - {"fail_at", "probe"}:
+                raise ValueError(f"the table form of dma-type1 cannot attach with {kw}")
+            start = Op("attach", g, kw.get("probe"), kw.get("fail_at") == 0, True, False, False, False)
+            grp = env.group(g)
+
+            def first(vals):
+                iommu, domains, mode = vals
+                if any(g in d[3] for d in domains):
+                    return ()                                 # attached already (guard)
+                for i, d in enumerate(domains):               # merge: no fgsp, no replay (TV05)
+                    if d[1] == grp.ops and d[2] == grp.nc:
+                        nd = (d[0], d[1], d[2], d[3] + (g,))
+                        return ((a, (True, domains[:i] + (nd,) + domains[i + 1:], mode)),)
+                return ((a, (iommu, domains, start)),)
+            head = Chain(f"vfio.attach#{g}{kw}", (IOMMU, DOMAINS, M), (IOMMU, DOMAINS, M), first)
+        elif name == "detach":
+            g = op[1]
+
+            def first(vals):
+                domains, mode = vals
+                d = next((d for d in domains if g in d[3]), None)
+                if d is None:
+                    return ()                                 # not attached (guard)
+                rest = tuple(x for x in d[3] if x != g)
+                if rest:
+                    i = domains.index(d)
+                    return ((a, (domains[:i] + ((d[0], d[1], d[2], rest),) + domains[i + 1:], mode)),)
+                return ((a, (domains, Op("detach", g, None, False, len(domains) == 1, False, False, False))),)
+            head = Chain(f"vfio.detach#{g}", (DOMAINS, M), (DOMAINS, M), first)
+        else:
+            def first(vals):
+                iommu, mode = vals
+                if not iommu:
+                    return ()
+                return ((a, (iommu, Op("release", None, None, False, True, False, False, False))),)
+            head = Chain("vfio.release", (IOMMU, M), (IOMMU, M), first)
+        steps = tuple(Step(f"page{p}", tuple(range(CTL + 4 * p, CTL + 4 * p + 4)) + (M,),
+                           tuple(range(CTL + 4 * p, CTL + 4 * p + 4)) + (M,),
+                           lambda vals, p=p: self._page_step(p, vals)) for p in range(self.n))
+        ctl = (IOMMU, DOMAINS, HAS_NC, NC_COUNT, DEV_READ, BAD_READ, UNPINNED, K0, K1, M)
+        steps += (Step("container", ctl, ctl, self._container_step),)
+        return Chain(head.name, head.reads, head.writes, head.fn, steps=steps)
+
+    def _page_step(self, p: int, vals):
+        """One page of a chain's walk: ``vals`` = (line, populated, pins, dma, op)."""
+        ln, pop, pins, dma, mode = vals
+        if mode is None or not mode.walk or dma is None or mode.failed:
+            return vals
+        env, n = self.env, self.n
+        lines, popl, ev = [None] * (n + 2), [False] * n, []
+        lines[p], popl[p] = ln, pop
+        m, flag = dma
+        acc = mode.acc
+        if mode.op == "attach":                     # vfio_iommu_replay of this page's dma
+            setnc = bool(env.variant) and env.group(mode.group).nc and not flag
+            if setnc:
+                flag = True
+            if not m:
+                pins += 1                           # pinned now (first pin: zero fill)
+                zero_fill(env, lines, popl, (p,), ev)
+            if setnc:
+                flush_pages(env, lines, (p,), "F@replay", ev)
+            failed = mode.fail and not mode.seen    # the first iommu_map call fails
+            if failed:
+                if not m:                           # unpin the failed chunk through the funnel,
+                    if flag and env.variant:        # then the unwind clears the flag
+                        flush_pages(env, lines, (p,), "F@unpin", ev)
+                        acc = True
+                    pins -= 1
+                    flag = False
+                dma = (m, flag)
+            else:
+                dma = (True, flag)
+            return lines[p], popl[p], pins, dma, mode._replace(seen=True, failed=failed, acc=acc)
+        # detach (last domain) and release: vfio_unmap_unpin, and the dma goes
+        if m:
+            if flag and env.variant:
+                flush_pages(env, lines, (p,), "F@unpin", ev)
+            before, pins = pins, pins - 1
+            acc = acc or (before > 0 and pins == 0)
+        return lines[p], pop, pins, None, mode._replace(acc=acc)
+
+    def _container_step(self, vals):
+        """The end of a chain: the container's columns, and the op cleared."""
+        iommu, domains, has_nc, cnt, dread, bad, unpinned, k0, k1, mode = vals
+        if mode is None:
+            return vals
+        env = self.env
+        if mode.op == "attach":
+            if mode.fail and not mode.seen:         # no dma: the failing attach is not offered
+                return vals[:-1] + (None,)
+            g = env.group(mode.group)
+            lines, ev = [None] * (self.n + 2), []
+            lines[self.n], lines[self.n + 1] = k0, k1
+            type1._test_domain_fgsp(env, lines, g.nc, mode.probe, ev)
+            bad = bad or any(e[0] == "read" and cache.is_previous_owner(e[3]) for e in ev)
+            dread = dread or mode.probe is not None
+            if mode.failed:                         # the domain is freed, the attach fails
+                unpinned = unpinned or mode.acc
+            else:                                   # list_add at the head
+                domains = ((g.name, g.ops, g.nc, (g.name,)),) + domains
+                if g.nc and env.variant == V.V1:
+                    has_nc = True
+                elif g.nc and env.variant == V.REVIEWED:
+                    cnt += 1
+            return True, domains, has_nc, cnt, dread, bad, unpinned, lines[self.n], lines[self.n + 1], None
+        unpinned = unpinned or mode.acc
+        if mode.op == "detach":
+            i = next((i for i, d in enumerate(domains) if mode.group in d[3]), None)
+            if i is None:                           # (no state has this combination)
+                return vals[:-1] + (None,)
+            d, domains = domains[i], domains[:i] + domains[i + 1:]
+            if d[2] and env.variant == V.V1:
+                has_nc = any(x[2] for x in domains)
+            elif d[2] and env.variant == V.REVIEWED:
+                cnt -= 1
+            return iommu, domains, has_nc, cnt, dread, bad, unpinned, k0, k1, None
+        return False, (), False, 0, dread, bad, unpinned, k0, k1, None   # release
+
+    # --- the TableModel protocol ------------------------------------------------------------------
+    def init_rows(self):
+        return [self._base]
+
+    def table_properties(self):
+        out = []
+        for pr in self._props:
+            reads = _PROPERTY_READS.get(pr.name)
+            if reads is None:
+                raise ValueError(f"property {pr.name}: the table form does not know what it reads")
+            clauses = tuple(Clause(r, lambda *v, r=r, check=pr.check: bool(check(self.to_t1(self._rebuilt(r, v)))))
+                            for r in reads(self.n))
+            out.append(TableProperty(pr.name, pr.kind, clauses, pr.rationale, pr.source))
+        return out
+
+    # --- rendering: the type1 model's -----------------------------------------------------------
+    def describe(self, s, a, n=None) -> str:
+        return self._ref.describe(self.to_t1(s), a, None if n is None else self.to_t1(n))
+
+    def format_state(self, s) -> str:
+        return self._ref.format_state(self.to_t1(s))
+
+    def events(self, s, a):
+        return self._ref.events(self.to_t1(s), a)
