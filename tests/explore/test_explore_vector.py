@@ -185,11 +185,13 @@ class Random(TableModel):
         self._props = props
         self._inits = inits
         if chain is not None:             # a transient column (the last) and a chain using it
-            nt, (reads, writes, table), steps = chain
+            nt, firsts, steps = chain     # (a second first part: a chain sharing the steps)
             self.columns += (Column("t", tuple(range(nt)), transient=True),)
             self._inits = [r + (0,) for r in inits]
-            self.groups += (Chain("chain", reads, writes, self._fn(len(groups), table), steps=tuple(
-                Step(f"s{si}", sr, sw, st.__getitem__) for si, (sr, sw, st) in enumerate(steps))),)
+            shared = tuple(Step(f"s{si}", sr, sw, st.__getitem__, table=f"s{si}")
+                           for si, (sr, sw, st) in enumerate(steps))
+            self.groups += tuple(Chain(f"chain{i}", reads, writes, self._fn(len(groups) + i, table),
+                                       steps=shared) for i, (reads, writes, table) in enumerate(firsts))
 
     @staticmethod
     def _fn(gi, table):
@@ -310,9 +312,9 @@ def test_chain_must_not_write_symmetric_columns():
 
 @st.composite
 def random_chain_models(draw):
-    """A random model plus a transient column and a chain: a move (any number per state) sets
-    the transient column, then 1-3 deterministic steps over random columns, the last one
-    restoring the transient column."""
+    """A random model plus a transient column and one or two chains: a move (any number per
+    state) sets the transient column, then 1-3 deterministic steps over random columns, the
+    last one restoring the transient column; two chains share their steps' tables."""
     sizes, groups, props, inits, sym = draw(model_specs())
     ncol, t = len(sizes), len(sizes)
     nt = draw(st.integers(2, 3))
@@ -335,10 +337,10 @@ def random_chain_models(draw):
                 table[vals] = one()
         return reads, writes, table
 
-    first = part(True, False)
+    firsts = [part(True, False) for _ in range(draw(st.integers(1, 2)))]
     nsteps = draw(st.integers(1, 3))
     steps = [part(False, i == nsteps - 1) for i in range(nsteps)]
-    return Random(sizes, groups, props, inits, sym, chain=(nt, first, steps))
+    return Random(sizes, groups, props, inits, sym, chain=(nt, firsts, steps))
 
 
 @settings(max_examples=80, deadline=None)

@@ -10,8 +10,8 @@ and :mod:`.vector` for their vectorised explorer (numpy; ``explore`` uses it whe
 from memtypes.explore.model import Action, Model, Property, State, act, successors
 from memtypes.explore.search import (ExploreResult, Trace, explore, next_states_fn, replay,
                                      stable_fingerprint)
-from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
+from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
 
 __all__ = ["Action", "Model", "Property", "State", "act", "successors", "explore",
            "ExploreResult", "Trace", "replay", "stable_fingerprint", "next_states_fn",
-           "Clause", "Column", "Moves", "TableModel", "TableProperty"]
+           "Chain", "Clause", "Column", "Moves", "Step", "TableModel", "TableProperty"]

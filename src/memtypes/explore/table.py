@@ -79,6 +79,9 @@ class Step:
     reads: tuple[int, ...]
     writes: tuple[int, ...]
     fn: Callable[[tuple], tuple]
+    table: str = ""
+    """Steps with the same non-empty ``table`` (in any chain) share one table: their ``fn``
+    must give the same writes for the same read values."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,9 @@ class TableModel:
         # per chain: (getter, writes) of each step, and one memo per step
         self._tm_steps = [tuple((_getter(st.reads), st.writes) for st in getattr(g, "steps", ()))
                           for g in self.groups]
-        self._tm_smemo = [[{} for _ in getattr(g, "steps", ())] for g in self.groups]
+        sshared: dict[str, dict] = {}
+        self._tm_smemo = [[sshared.setdefault(st.table, {}) if st.table else {}
+                           for st in getattr(g, "steps", ())] for g in self.groups]
         self._tm_ready = True
 
     @property

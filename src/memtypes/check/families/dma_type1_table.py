@@ -141,10 +141,13 @@ class Type1Table(TableModel):
         files = tuple(itertools.chain.from_iterable(
             itertools.permutations([g.name for g in env.groups], k) for k in range(len(env.groups) + 1)))
         gnames = tuple(g.name for g in env.groups)
-        modes = (None,) + tuple(Op(*v) for v in itertools.product(
-            ("attach", "detach", "release"), gnames + (None,), (None, "read"),
-            (False, True), (False, True), (False, True), (False, True), (False, True)))
         B = (False, True)
+        modes = ((None,)
+                 + tuple(Op("attach", g, probe, fail, True, seen, failed, acc) for g in gnames
+                         for probe in (None, "read") for fail, seen, failed, acc in itertools.product(B, B, B, B))
+                 + tuple(Op("detach", g, None, False, walk, False, False, acc) for g in gnames
+                         for walk, acc in itertools.product(B, B))
+                 + tuple(Op("release", None, None, False, True, False, False, acc) for acc in B))
         kl = {type1.initial(env).lines[n]}        # what the fgsp test leaves on K0/K1
         for nc, probe in itertools.product((False, True), (None, "read")):
             lines = list(type1.initial(env).lines)
@@ -267,11 +270,13 @@ class Type1Table(TableModel):
                     return ()
                 return ((a, (iommu, Op("release", None, None, False, True, False, False, False))),)
             head = Chain("vfio.release", (IOMMU, M), (IOMMU, M), first)
+        # the steps are the same in every chain (they read the op): one table each
         steps = tuple(Step(f"page{p}", tuple(range(CTL + 4 * p, CTL + 4 * p + 4)) + (M,),
                            tuple(range(CTL + 4 * p, CTL + 4 * p + 4)) + (M,),
-                           lambda vals, p=p: self._page_step(p, vals)) for p in range(self.n))
+                           lambda vals, p=p: self._page_step(p, vals), table=f"page{p}")
+                      for p in range(self.n))
         ctl = (IOMMU, DOMAINS, HAS_NC, NC_COUNT, DEV_READ, BAD_READ, UNPINNED, K0, K1, M)
-        steps += (Step("container", ctl, ctl, self._container_step),)
+        steps += (Step("container", ctl, ctl, self._container_step, table="container"),)
         return Chain(head.name, head.reads, head.writes, head.fn, steps=steps)
 
     def _page_step(self, p: int, vals):
