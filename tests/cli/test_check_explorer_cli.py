@@ -20,9 +20,10 @@ def check_json(capsys, *args):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("family", ["passthrough", "migration"])
-def test_explorers_agree_on_results(capsys, family):
-    sel = ["--family", family, "--kernel", "6.17"]
+@pytest.mark.parametrize("family,kernel", [("passthrough", "6.17"), ("migration", "6.17"),
+                                           ("dma-type1", "6.9")])
+def test_explorers_agree_on_results(capsys, family, kernel):
+    sel = ["--family", family, "--kernel", kernel]
     v = check_json(capsys, *sel, "--explorer", "vector")
     s = check_json(capsys, *sel, "--explorer", "serial")
     assert v["results"] == s["results"] and v["results"]
@@ -55,3 +56,15 @@ def test_vector_refused_for_a_serial_family(capsys):
 def test_unknown_explorer(capsys):
     assert main(["check", "--explorer", "gpu"]) == 2
     assert "auto, serial, vector" in capsys.readouterr().err
+
+
+def test_dma_type1_table_form_and_type1_model_agree(capsys):
+    """``--param dma-type1.table=false`` explores the model over linux/dma/type1.py itself:
+    the same results as the table form (which the vectorised explorer can run)."""
+    sel = ["--family", "dma-type1", "--kernel", "5.14"]
+    t = check_json(capsys, *sel, "--explorer", "vector")
+    d = check_json(capsys, *sel, "--param", "dma-type1.table=false")
+    assert t["results"] == d["results"] and d["results"]
+    assert {j["explorer"] for j in d["stats"]["per_job"]} == {"serial"}
+    assert main(["check", *sel, "--param", "dma-type1.table=false", "--explorer", "vector"]) == 2
+    assert "not a table-driven model" in capsys.readouterr().err

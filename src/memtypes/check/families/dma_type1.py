@@ -14,7 +14,10 @@ detach, VFIO_PIN_PAGES / VFIO_UNPIN_PAGES of each page by its device (vpfn refco
 its CPU-side (coherent) reads of pinned pages; UNMAP_DMA then notifies it to unpin first
 (kernel-vfio.md 3.2).  The other params bound the default alphabet: ``pages`` (1), ``probe``
 (fgsp-window probe attach), ``fail`` (injected replay / map failures), ``kvm`` (FILE_ADD of
-``gnc``).
+``gnc``).  Without emulated groups the family is explored in its table-driven form
+(:mod:`.dma_type1_table`: the same states, transitions and traces, and the vectorised explorer
+can run it: ``pages=3`` is 0.8-1.4 million states per job); param ``table=false`` explores the
+model over :mod:`memtypes.linux.dma.type1` directly instead.
 
 Kernels: the DMA rules of type1 do not depend on the arm64 KVM eras.  What changes is what KVM is
 told (section 2.4): ``5.14`` stands for <= v6.1, where ``vfio_file_enforced_coherent`` of a group
@@ -240,7 +243,7 @@ FAMILY = Family(
     description="VFIO type1: coherent and non-coherent domains, pin/map/unmap/unpin, replay, "
                 "fgsp, injected map failures, CPU caches and a non-snooping device",
     build=build,
-    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False},
+    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False, "table": True},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
