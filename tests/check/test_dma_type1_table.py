@@ -103,3 +103,19 @@ def test_describe_and_format_state_are_the_type1_model_s():
     for s, a, n in zip(t.states, t.actions, t.states[1:]):
         assert tab.describe(s, a, n) == ref.describe(tab.to_t1(s), a, tab.to_t1(n))
         assert tab.format_state(s) == ref.format_state(tab.to_t1(s))
+
+
+def test_settings_the_table_form_does_not_model_are_refused():
+    """Groups that could share a domain, a probe that writes, an op it has no columns for."""
+    from memtypes.linux.dma import Group, make_env
+    from memtypes.explore.model import act
+    name, env, s0, alpha, props = F.parts("6.9", "mainline", dict(F.FAMILY.default_params))
+    same_kind = make_env("vfio-upstream", "6.9", npages=1, groups=(Group("gcc"), Group("gnc")))
+    with pytest.raises(ValueError, match="never share a domain"):
+        Type1Table(name, same_kind, alpha, props)
+    writes = [(act("vfio", "attach", group="gnc"), ("attach", "gnc", {"probe": "X"}), lambda s: True)]
+    with pytest.raises(ValueError, match="cannot attach"):
+        Type1Table(name, env, writes, props)
+    wb = [(act("guest", "wbinvd"), ("wbinvd",), lambda s: True)]
+    with pytest.raises(ValueError, match="no op 'wbinvd'"):
+        Type1Table(name, env, wb, props)

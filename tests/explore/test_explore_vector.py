@@ -344,17 +344,45 @@ def random_chain_models(draw):
 
 
 @settings(max_examples=80, deadline=None)
-@given(random_chain_models(), st.sampled_from([None, 2]))
-def test_random_chain_models_agree(model, max_depth):
+@given(random_chain_models(), st.sampled_from([None, 2]), st.sampled_from([None, 1, 5]))
+def test_random_chain_models_agree(model, max_depth, max_states):
     """Chains (a move, then deterministic steps through a transient column) give the same
-    search on both explorers, with declared and with inferred domains."""
+    search on both explorers, with declared and with inferred domains, over batches of a few
+    states (the serial explorer's cut under ``max_states`` counts its own batches'
+    transitions, so that bound is compared on states, verdicts and traces)."""
     same(model, max_depth=max_depth)
-    old = vector.DENSE_CODES
+    old = vector.DENSE_CODES, vector.CHUNK
     try:
-        vector.DENSE_CODES = 0
+        vector.DENSE_CODES, vector.CHUNK = 0, 4
         same(model, max_depth=max_depth)
+        if max_states is not None:
+            a = explore(model, backend="serial", max_states=max_states)
+            b = explore(model, backend="vector", max_states=max_states)
+            assert summary(a)[:2] + summary(a)[3:] == summary(b)[:2] + summary(b)[3:]
     finally:
-        vector.DENSE_CODES = old
+        vector.DENSE_CODES, vector.CHUNK = old
+
+
+def test_chain_declaration_errors():
+    """A plain group may not write a transient column, a table is not shared by a chain and
+    a plain group, and steps sharing a table read and write the same columns."""
+    def model(groups):
+        m = FlushPages(2, 1)
+        m.groups = groups(m)
+        return m
+    flush = lambda m: m.groups[-1]                                              # noqa: E731
+    bad = [
+        (lambda m: m.groups + (Moves("w", (2,), (2,), lambda v: [], ""),), "only a chain"),
+        (lambda m: (Moves("x", (0,), (0,), lambda v: [], "t"),
+                    Chain("y", (2,), (2,), flush(m).fn, "t", steps=flush(m).steps)), "shared by a chain"),
+        (lambda m: (Chain("y", (2,), (2,), flush(m).fn, steps=(
+            Step("a", (0, 2), (0, 2), lambda v: v, table="s"),
+            Step("b", (1, 2), (1, 2), lambda v: (v[0], False), table="s"))),), "same columns"),
+    ]
+    for groups, msg in bad:
+        for backend in ("serial", "vector"):
+            with pytest.raises(ValueError, match=msg):
+                explore(model(groups), backend=backend)
 
 
 @settings(max_examples=30, deadline=None)

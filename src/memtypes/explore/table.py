@@ -162,6 +162,19 @@ class TableModel:
                 if isinstance(g, Chain) and symcols & set(part.writes):
                     raise ValueError(f"chain {g.name}: writes symmetric column(s) "
                                      f"{sorted(symcols & set(part.writes))}")
+        transient = {c for c, col in enumerate(cols) if col.transient}
+        kinds: dict[str, bool] = {}
+        shapes: dict[str, tuple] = {}
+        for g in self.groups:
+            chain = isinstance(g, Chain)
+            if not chain and transient & set(g.writes):
+                raise ValueError(f"group {g.name}: only a chain may write transient columns")
+            if g.table and kinds.setdefault(g.table, chain) != chain:
+                raise ValueError(f"table {g.table}: shared by a chain and a plain group")
+            for st in getattr(g, "steps", ()):
+                if st.table and shapes.setdefault(st.table, (st.reads, st.writes)) != (st.reads, st.writes):
+                    raise ValueError(f"step table {st.table}: steps sharing it must read and write "
+                                     f"the same columns")
         for sym in self.symmetric:
             if len({cols[c].values for c in sym}) != 1:
                 raise ValueError(f"symmetric columns {sym} must share one domain")

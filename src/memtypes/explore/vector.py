@@ -6,6 +6,8 @@ it can run.  The search gives exactly what the per-state explorer gives on the s
 same distinct states, discovered in the same order (so the same parent of each state), the same
 depth and transition count, the same verdicts and the same shortest traces (rebuilt by replay
 through the model).  ``tests/explore/test_explore_vector.py`` checks this on random models.
+(Under ``max_states`` the transition count of a cut search is the parents' expanded so far, in
+batches of ``CHUNK`` here and of the serial explorer's own size there, so it may differ.)
 
 How a BFS level is expanded, without calling the model per state:
 
@@ -269,8 +271,9 @@ class _Visited:
 
 class _Table:
     """A lazily filled dense transition table over one group's read codes: for each key, its
-    distinct non-trivial moves (``cnt``, from ``off`` in the move arrays) and the number of moves
-    the model lists (``tcnt``: the serial explorer's transitions, duplicates included)."""
+    distinct non-trivial moves (a chain's: all its moves; ``cnt``, from ``off`` in the move
+    arrays) and the number of moves the model lists (``tcnt``: the serial explorer's
+    transitions, duplicates included)."""
 
     def __init__(self, radix: list[int]):
         self.radix = radix
@@ -398,7 +401,7 @@ class _Block:
 
     def dropped(self, cols: list, p: int):
         """The rank of sorted codes ``cols`` (the block's columns of canonical states) without
-        the one at place ``p``: the row of the merge table (:meth:`merge_rows`)."""
+        the one at place ``p``: the row of the merge table (:meth:`fill_rows`)."""
         r = 0
         for j, o in enumerate(cols):
             if j != p:
@@ -738,9 +741,10 @@ class _Engine:
 
     def merged(self, grp: _Group, parent, midx, cache: dict, codes):
         """Successors of a group that writes one column of a block, canonical.  The parent is
-        canonical, so its other columns of the block are sorted: the new value is merged into
-        them (``2(k-1)`` minimum/maximum over whole arrays) and the block re-ranked (``k``
-        lookups)."""
+        canonical, so its other columns of the block are sorted: the block's new digit is one
+        lookup in its merge table (row: the others' rank, per parent), or, for a block without
+        one, the new value merged into them (``2(k-1)`` minimum/maximum over whole arrays) and
+        the block re-ranked (``k`` lookups)."""
         bi, p = grp.sym
         b = self.blocks[bi]
         cols = [self.column(codes, c, cache) for c in b.cols]
@@ -816,7 +820,8 @@ class _Engine:
                 repeating it: ``np.repeat`` with per-item counts copies item by item)."""
                 return _at(a, par)
 
-            # (a move changes some column, so its canonical successor differs from the parent)
+            # (a plain group's move changes some column, so its canonical successor differs
+            # from the parent; a chain's moves are checked after their steps)
             delta = self.deltas(grp)
             if grp.steps:                 # a chain: its steps, then drop moves that change nothing
                 succ = self.chained(grp, parent(codes) + _at(delta, midx))
@@ -986,7 +991,8 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             if len(parts) > 1:            # one lookup in the visited set for the whole chunk
                 unseen = visited.unseen(np.concatenate([p[0] for p in parts]))
                 ends = np.cumsum([p[0].size for p in parts])
-                news = np.split(np.flatnonzero(unseen), np.searchsorted(np.flatnonzero(unseen), ends[:-1]))
+                at = np.flatnonzero(unseen)
+                news = np.split(at, np.searchsorted(at, ends[:-1]))
                 news = [x - (e - p[0].size) for x, e, p in zip(news, ends, parts)]
             else:
                 news = [np.flatnonzero(visited.unseen(p[0])) for p in parts]

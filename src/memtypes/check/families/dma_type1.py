@@ -2,8 +2,8 @@
 non-snooping device (kernel-vfio.md sections 3, 6, 7).
 
 Alphabet (small and bounded): groups ``gcc`` (its IOMMU enforces coherency) and ``gnc`` (no Snoop
-Control: NC domain), same iommu_ops; user pages ``P0..P{n-1}`` (default 2); dma ranges one page
-each; attach (plain, with a device probing the fgsp window, with an injected replay iommu_map
+Control: NC domain), same iommu_ops; user pages ``P0..P{n-1}`` (param ``pages``, default 1);
+dma ranges one page each; attach (plain, with a device probing the fgsp window, with an injected replay iommu_map
 failure), detach, MAP_DMA (plain and with an injected vfio_iommu_map failure), UNMAP_DMA,
 release; guest CPU read/write of pinned pages; device read (both groups) and non-snooped write
 (``gnc``); eviction of any cached line; host read of an unpinned page (reuse); KVM-VFIO
@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from memtypes.arch import cache
 from memtypes.check.family import Family
 from memtypes.explore.model import Action, Property, act
-from memtypes.linux.dma import Group, apply, bind, make_env, type1
+from memtypes.linux.dma import Group, bind, make_env, type1
 
 KERNELS = ("5.14", "6.2", "6.9")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
@@ -61,6 +61,7 @@ class DmaModel:
         self._ops = {a: op for a, op, _g in alphabet}
         backend = "type1" if isinstance(init, type1.T1) else "iommufd"
         self._bound = [(a, bind(env, op, backend), g) for a, op, g in alphabet]
+        self._fns = {a: fn for a, fn, _g in self._bound}
 
     def init_states(self):
         return [self._init]
@@ -69,7 +70,7 @@ class DmaModel:
         return [a for a, _op, g in self._alphabet if g(s)]
 
     def next_state(self, s, a: Action):
-        ns, _ev = apply(self.env, s, self._ops[a])
+        ns, _ev = self._fns[a](s)
         if self._canon is not None:
             ns = self._canon(ns)
         return None if ns == s else ns
@@ -88,7 +89,7 @@ class DmaModel:
         return self._props
 
     def events(self, s, a: Action):
-        return apply(self.env, s, self._ops[a])[1]
+        return self._fns[a](s)[1]
 
     def describe(self, s, a: Action, n=None) -> str:
         """The flushes done and the values read by this step."""
