@@ -824,8 +824,9 @@ class _Engine:
             # from the parent; a chain's moves are checked after their steps)
             delta = self.deltas(grp)
             if grp.steps:                 # a chain: its steps, then drop moves that change nothing
-                succ = self.chained(grp, parent(codes) + _at(delta, midx))
-                moved = np.flatnonzero(succ != parent(codes))
+                base = parent(codes)
+                succ = self.chained(grp, base + _at(delta, midx))
+                moved = np.flatnonzero(succ != base)
                 trans += moved.size
                 if moved.size < succ.size:
                     succ, par, midx = _at(succ, moved), _at(par, moved), _at(midx, moved)
@@ -988,14 +989,12 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             parts, trans = eng.expand(chunk, {k: v[c0:c0 + CHUNK] for k, v in fcols.items()})
             if expanding:
                 res.transitions += trans
-            if len(parts) > 1:            # one lookup in the visited set for the whole chunk
-                unseen = visited.unseen(np.concatenate([p[0] for p in parts]))
-                ends = np.cumsum([p[0].size for p in parts])
-                at = np.flatnonzero(unseen)
-                news = np.split(at, np.searchsorted(at, ends[:-1]))
-                news = [x - (e - p[0].size) for x, e, p in zip(news, ends, parts)]
-            else:
-                news = [np.flatnonzero(visited.unseen(p[0])) for p in parts]
+            # one lookup in the visited set for the whole chunk, then split by part
+            sizes = [p[0].size for p in parts]
+            at = np.flatnonzero(visited.unseen(np.concatenate([p[0] for p in parts]))) if parts \
+                else np.zeros(0, np.int64)
+            starts = np.cumsum(sizes) - sizes if parts else []
+            news = [x - b for x, b in zip(np.split(at, np.searchsorted(at, starts[1:])), starts)]
             for (succ, par, midx, gi), new_at in zip(parts, news):
                 if not expanding:
                     beyond = beyond or bool(new_at.size)

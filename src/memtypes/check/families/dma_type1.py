@@ -3,8 +3,8 @@ non-snooping device (kernel-vfio.md sections 3, 6, 7).
 
 Alphabet (small and bounded): groups ``gcc`` (its IOMMU enforces coherency) and ``gnc`` (no Snoop
 Control: NC domain), same iommu_ops; user pages ``P0..P{n-1}`` (param ``pages``, default 1);
-dma ranges one page each; attach (plain, with a device probing the fgsp window, with an injected replay iommu_map
-failure), detach, MAP_DMA (plain and with an injected vfio_iommu_map failure), UNMAP_DMA,
+dma ranges one page each; attach (plain, with a device probing the fgsp window, with an injected
+replay iommu_map failure), detach, MAP_DMA (plain and with an injected vfio_iommu_map failure), UNMAP_DMA,
 release; guest CPU read/write of pinned pages; device read (both groups) and non-snooped write
 (``gnc``); eviction of any cached line; host read of an unpinned page (reuse); KVM-VFIO
 FILE_ADD of ``gnc``.
@@ -58,7 +58,6 @@ class DmaModel:
         self._init = init
         self._alphabet = alphabet
         self._props = props
-        self._ops = {a: op for a, op, _g in alphabet}
         backend = "type1" if isinstance(init, type1.T1) else "iommufd"
         self._bound = [(a, bind(env, op, backend), g) for a, op, g in alphabet]
         self._fns = {a: fn for a, fn, _g in self._bound}
@@ -244,7 +243,8 @@ FAMILY = Family(
     description="VFIO type1: coherent and non-coherent domains, pin/map/unmap/unpin, replay, "
                 "fgsp, injected map failures, CPU caches and a non-snooping device",
     build=build,
-    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False, "table": True},
+    default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False,
+                    "table": True},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),

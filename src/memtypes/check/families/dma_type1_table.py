@@ -17,20 +17,21 @@ Moves:
   reads, the others at their initial values (``_local`` lists what each op reads and writes;
   an op that changes a column it does not declare is refused);
 * attach, detach and release walk every dma: they are chains (a move, one step per page in IOVA
-  order, then a step on the container).  Each step is the corresponding part of the driver,
-  written per page, for the family's alphabet: one-page dmas and an injected replay failure at
-  the first ``iommu_map`` call only (``fail_at=0``):
+  order, then a step on the container), built from the same driver functions (type1.py, after
+  drivers/vfio/vfio_iommu_type1.c v6.4-v6.9, kernel-vfio.md section 3), for the family's
+  alphabet: one-page dmas and an injected replay failure at the first ``iommu_map`` call only
+  (``fail_at=0``):
 
-  - attach (vfio_iommu_type1_attach_group): merge into a domain with the same ops and enforce
-    (the move alone); else per page the replay of its dma (vfio_iommu_replay: pin and zero fill
-    an unmapped dma, F@replay when the new domain is NC and the dma not yet flagged, map; the
-    injected failure at the first dma unpins it through the funnel and clears its flag unless
-    it was mapped), then the fgsp test on K0/K1 and the domain list (vfio_test_domain_fgsp,
-    list_add, has_nc / noncoherent_domains).  With the failure injected and no dma the attach
-    is not offered (the family's guard): its steps then change nothing, so it is no transition;
-  - detach (vfio_iommu_type1_detach_group) of the last group of the only domain: per page
-    vfio_unmap_unpin (F@unpin of a flagged dma) and the dma removed; then the domain list;
-  - release (vfio_iommu_type1_release): per page the same, then an empty container.
+  - attach (vfio_iommu_type1_attach_group): the move merges into a domain with the same ops
+    and enforce; else each page is ``type1._replay`` (vfio_iommu_replay) of its one dma, failing
+    at the first dma met when the failure is injected (the unwind then touches that dma only),
+    and the last step is ``type1._test_domain_fgsp`` on K0/K1 and the domain list (list_add,
+    has_nc / noncoherent_domains).  With the failure injected and no dma the attach is not
+    offered (the family's guard): its steps then change nothing, so it is no transition;
+  - detach (vfio_iommu_type1_detach_group) and release (vfio_iommu_type1_release): each page
+    is ``type1._unmap_unpin`` (vfio_unmap_unpin) of its dma when the driver walks the dmas
+    (detach of the only domain, release), and the last step is ``type1.detach`` /
+    ``type1.release`` on the container, the dmas gone.
 
 ``tests/check/test_dma_type1_table.py`` explores both forms, for every kernel and variant at
 one page and for one job at two pages, and checks that they reach the same states (as type1
@@ -48,11 +49,12 @@ from memtypes.arch import cache
 from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
 from memtypes.linux.dma import bind, type1
 from memtypes.linux.dma import variants as V
-from memtypes.linux.dma.common import flush_pages, zero_fill
 
 (IOMMU, DOMAINS, HAS_NC, NC_COUNT, KVM_FILES, KVM_NC, DEV_READ, BAD_READ, UNPINNED,
  K0, K1) = range(11)
 CTL = 11
+_CONTAINER = (IOMMU, DOMAINS, HAS_NC, NC_COUNT, DEV_READ, BAD_READ, UNPINNED, K0, K1)
+"""What the last step of a chain reads and writes (with the op)."""
 LINE, POP, PINS, DMA = range(4)            # a page's columns, from CTL + 4 * page
 
 DMAS = (None, (False, False), (False, True), (True, False), (True, True))
@@ -140,7 +142,8 @@ class Type1Table(TableModel):
             # (the family's gcc and gnc differ in nc: an attach never merges into a domain, and
             # a domain holds one group; the columns and the failing attach rely on it)
             raise ValueError("the table form of dma-type1 needs groups that never share a domain")
-        self._ref = DmaModel(name, env, type1.initial(env), alphabet, props)
+        self._s0 = type1.initial(env)
+        self._ref = DmaModel(name, env, self._s0, alphabet, props)
         self._props = props
         n = self.n
         self.MODE = CTL + 4 * n
@@ -157,9 +160,9 @@ class Type1Table(TableModel):
                  + tuple(Op("detach", g, None, False, walk, False, False, acc) for g in gnames
                          for walk, acc in itertools.product(B, B))
                  + tuple(Op("release", None, None, False, True, False, False, acc) for acc in B))
-        kl = {type1.initial(env).lines[n]}        # what the fgsp test leaves on K0/K1
+        kl = {self._s0.lines[n]}                   # what the fgsp test leaves on K0/K1
         for nc, probe in itertools.product((False, True), (None, "read")):
-            lines = list(type1.initial(env).lines)
+            lines = list(self._s0.lines)
             type1._test_domain_fgsp(env, lines, nc, probe, [])
             kl.update(lines[n:])
         kl = tuple(sorted(kl))
@@ -172,7 +175,7 @@ class Type1Table(TableModel):
                                           Column(f"{env.names[p]}.pins", (0, 1, 2)),
                                           Column(f"{env.names[p]}.dma", DMAS))) + (
             Column("op", modes, transient=True),)
-        self._base = self._row(type1.initial(env))
+        self._base = self._row(self._s0)
         groups = []
         for a, op, guard in alphabet:
             name = op[0]
@@ -285,48 +288,33 @@ class Type1Table(TableModel):
                            tuple(range(CTL + 4 * p, CTL + 4 * p + 4)) + (M,),
                            lambda vals, p=p: self._page_step(p, vals), table=f"page{p}")
                       for p in range(self.n))
-        ctl = (IOMMU, DOMAINS, HAS_NC, NC_COUNT, DEV_READ, BAD_READ, UNPINNED, K0, K1, M)
+        ctl = _CONTAINER + (M,)
         steps += (Step("container", ctl, ctl, self._container_step, table="container"),)
         return Chain(head.name, head.reads, head.writes, head.fn, steps=steps)
 
     def _page_step(self, p: int, vals):
-        """One page of a chain's walk: ``vals`` = (line, populated, pins, dma, op)."""
+        """One page of a chain's walk, by the driver's own per-dma functions on this page's one
+        dma: ``vals`` = (line, populated, pins, dma, op)."""
         ln, pop, pins, dma, mode = vals
         if mode is None or not mode.walk or dma is None or mode.failed:
             return vals
         env, n = self.env, self.n
-        lines, popl, ev = [None] * (n + 2), [False] * n, []
-        lines[p], popl[p] = ln, pop
+        lines, popl, pinsl, ev = [None] * (n + 2), [False] * n, [0] * n, []
+        lines[p], popl[p], pinsl[p] = ln, pop, pins
         m, flag = dma
-        acc = mode.acc
-        if mode.op == "attach":                     # vfio_iommu_replay of this page's dma
-            setnc = bool(env.variant) and env.group(mode.group).nc and not flag
-            if setnc:
-                flag = True
-            if not m:
-                pins += 1                           # pinned now (first pin: zero fill)
-                zero_fill(env, lines, popl, (p,), ev)
-            if setnc:
-                flush_pages(env, lines, (p,), "F@replay", ev)
-            failed = mode.fail and not mode.seen    # the first iommu_map call fails
-            if failed:
-                if not m:                           # unpin the failed chunk through the funnel,
-                    if flag and env.variant:        # then the unwind clears the flag
-                        flush_pages(env, lines, (p,), "F@unpin", ev)
-                        acc = True
-                    pins -= 1
-                    flag = False
-                dma = (m, flag)
-            else:
-                dma = (True, flag)
-            return lines[p], popl[p], pins, dma, mode._replace(seen=True, failed=failed, acc=acc)
+        if mode.op == "attach":
+            # vfio_iommu_replay of this dma: the injected failure is the first iommu_map call,
+            # the first dma's (the unwind then touches that dma only)
+            one = self._s0._replace(dmas=((p, 1, m, flag),))
+            fail_at = 0 if mode.fail and not mode.seen else None
+            ((_st, _n, m, flag),), ok = type1._replay(env, one, env.group(mode.group).nc, lines, popl,
+                                                      pinsl, fail_at, ev)
+            acc = mode.acc or any(e[0] == "F@unpin" for e in ev)
+            return lines[p], popl[p], pinsl[p], (m, flag), mode._replace(seen=True, failed=not ok, acc=acc)
         # detach (last domain) and release: vfio_unmap_unpin, and the dma goes
-        if m:
-            if flag and env.variant:
-                flush_pages(env, lines, (p,), "F@unpin", ev)
-            before, pins = pins, pins - 1
-            acc = acc or (before > 0 and pins == 0)
-        return lines[p], pop, pins, None, mode._replace(acc=acc)
+        type1._unmap_unpin(env, lines, pinsl, (p, 1, m, flag), ev)
+        acc = mode.acc or (pins > 0 and pinsl[p] == 0)
+        return lines[p], pop, pinsl[p], None, mode._replace(acc=acc)
 
     def _container_step(self, vals):
         """The end of a chain: the container's columns, and the op cleared."""
@@ -352,18 +340,11 @@ class Type1Table(TableModel):
                 elif g.nc and env.variant == V.REVIEWED:
                     cnt += 1
             return True, domains, has_nc, cnt, dread, bad, unpinned, lines[self.n], lines[self.n + 1], None
-        unpinned = unpinned or mode.acc
-        if mode.op == "detach":
-            i = next((i for i, d in enumerate(domains) if mode.group in d[3]), None)
-            if i is None:                           # (no state has this combination)
-                return vals[:-1] + (None,)
-            d, domains = domains[i], domains[:i] + domains[i + 1:]
-            if d[2] and env.variant == V.V1:
-                has_nc = any(x[2] for x in domains)
-            elif d[2] and env.variant == V.REVIEWED:
-                cnt -= 1
-            return iommu, domains, has_nc, cnt, dread, bad, unpinned, k0, k1, None
-        return False, (), False, 0, dread, bad, unpinned, k0, k1, None   # release
+        # detach and release: the driver's own, on the container once the pages are walked
+        t = self.to_t1(self._rebuilt(_CONTAINER + (self.MODE,), vals))
+        t = (type1.detach(env, t, mode.group) if mode.op == "detach" else type1.release(env, t))[0]
+        return (t.iommu, t.domains, t.has_nc, t.nc_count, t.dev_read, t.bad_read,
+                t.unpinned or mode.acc, k0, k1, None)
 
     # --- the TableModel protocol ------------------------------------------------------------------
     def init_rows(self):
