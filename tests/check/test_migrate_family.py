@@ -121,3 +121,40 @@ def test_describe_and_format():
     s = m.init_states()[0]
     a, n = next(iter(m.successors(s)))
     assert isinstance(m.describe(s, a, n), str) and "->" in m.format_state(s)
+
+
+@pytest.mark.parametrize("kernel,variant", [("6.9", "mainline"), ("6.17", "mainline"),
+                                            ("7.1", "cacheable-pfnmap-no-fwb-check")])
+def test_a_fleet_of_independent_vms_is_every_multiset_of_single_vm_states(kernel, variant):
+    """``vms=2``: two VMs interleaved, interchangeable.  They share nothing, so the reachable
+    states are exactly the unordered pairs of one VM's reachable states, the verdicts are one
+    VM's, and the shortest counterexample moves one VM only, as long as one VM's."""
+    from memtypes.explore import explore
+    one = explore(build(kernel, variant, FAMILY.default_params), backend="serial")
+    fleet_model = build(kernel, variant, {**FAMILY.default_params, "vms": 2})
+    fleet = explore(fleet_model, backend="serial")
+    n = one.states
+    assert fleet.states == n * (n + 1) // 2
+    assert set(fleet.violations) == set(one.violations)
+    for name, t in fleet.violations.items():
+        assert len(t.actions) == len(one.violations[name].actions)
+        assert len({dict(a.args)["vm"] for a in t.actions}) == 1
+        assert "vm" in fleet_model.describe(t.states[-2], t.actions[-1], t.states[-1])
+
+
+@pytest.mark.parametrize("kernel,vms,one", [("6.9", 2, 152), ("5.13", 3, 64)])
+def test_a_fleet_on_both_explorers(kernel, vms, one):
+    pytest.importorskip("numpy")
+    from memtypes.explore import explore
+    p = {**FAMILY.default_params, "vms": vms}
+    a = explore(build(kernel, "mainline", p), backend="serial")
+    b = explore(build(kernel, "mainline", p), backend="vector")
+    assert (a.states, a.transitions, a.depth) == (b.states, b.transitions, b.depth)
+    assert {n: t.actions for n, t in a.violations.items()} == {n: t.actions for n, t in b.violations.items()}
+    from math import comb
+    assert a.states == comb(one + vms - 1, vms)           # multisets of one VM's states
+
+
+def test_vms_below_one_is_refused():
+    with pytest.raises(InputError, match="vms"):
+        build("6.9", "mainline", {**FAMILY.default_params, "vms": 0})

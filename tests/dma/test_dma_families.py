@@ -122,9 +122,10 @@ def test_states_hashable_and_actions_deterministic():
             s = m.next_state(s, a1[0]) or s
 
 
-def test_iommufd_family_reaches_tv27_in_v1():
+@pytest.mark.parametrize("table", [True, False])
+def test_iommufd_family_reaches_tv27_in_v1(table):
     from memtypes.explore.model import act
-    m = FD.build("6.9", "vfio-flush-v1", dict(FD.default_params))
+    m = FD.build("6.9", "vfio-flush-v1", dict(FD.default_params, table=table))
     s = m.init_states()[0]
     path = [act("iommufd", "ioas_map", ioas="A", iova=0, pages=2),
             act("iommufd", "ioas_copy", src="A", src_iova=0, pages=1, dst="B", dst_iova=0),
@@ -134,4 +135,5 @@ def test_iommufd_family_reaches_tv27_in_v1():
     for a in path:
         assert a in m.actions(s)
         s = m.next_state(s, a)
+    s = m.to_fd(s) if table else s                       # (the table form's row, as an iommufd state)
     assert s.bad_read and s.ioas[1][3] == 0             # counter wrapped back to 0 with hnc in B

@@ -311,7 +311,7 @@ class _Group:
         self.wplain = [j for j, c in enumerate(g.writes) if c not in eng.inblock]
         self.wstride = np.array([eng.stride[g.writes[j]] for j in self.wplain], np.int64)
         self.wkstr = np.array([table.kstr[self.wpos[j]] for j in self.wplain], np.int64)
-        self.wradix = np.array([eng.radix[g.writes[j]] for j in self.wplain], np.int64)
+        self.wradix = np.array([table.radix[self.wpos[j]] for j in self.wplain], np.int64)
         self.delta = np.zeros(0, eng.dt)
         self.wblocks: dict[int, list[tuple[int, int]]] = {}  # block -> [(write index, place)]
         for j, c in enumerate(g.writes):
@@ -535,7 +535,8 @@ class _Engine:
         steps: dict = {}                # shared step tables (Step.table)
         self.groups: list[_Group] = []
         for gi, g in enumerate(model.groups):
-            rr = [self.radix[c] for c in g.reads]
+            # a group (not a step) meets transient columns idle, at code 0: one entry along them
+            rr = [1 if c in transient else self.radix[c] for c in g.reads]
             if _prod(rr) > MAX_TABLE:
                 raise Unsupported(f"group {g.name}: transition table exceeds {MAX_TABLE} entries")
             tid = (g.table or f"#{gi}", tuple(rr))

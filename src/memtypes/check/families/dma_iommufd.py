@@ -8,7 +8,7 @@ and ``hnc`` (an NC hwpt).  ``hcc`` is allocated on ``A`` (TV22's coherent IOAS) 
 (TV27 played on ``B``: the failed CC add underflows B's v1 counter, then ``hnc`` joins ``B``
 unflushed).  With ``destroy``, ``hnc`` can be destroyed (off by default because it quadruples the
 v1 space; pages are then unpinned by IOAS_UNMAP).  There is one IOAS_MAP of a pages object over
-``P0,P1`` at IOVA 0 of ``A`` (with ``map_fail``, also an injected iommu_map failure) and its unmap,
+``P0,P1`` (``pages``) at IOVA 0 of ``A`` (with ``map_fail``, also an injected iommu_map failure) and its unmap,
 an IOAS_COPY of each page of that area into ``B`` (two sub-slices of the same pages object, TV22),
 and the unmap of ``B``.  Devices: non-snooped reads by ``hnc`` at both IOVAs (snooped ``hcc``
 reads with ``cc_reads``).  On the data pages (``P1`` only by default, to keep the space small):
@@ -25,6 +25,12 @@ device-reads-owner-data).
 
 Params (JSON; ``default_params`` below), besides the bounds above (``fail``, ``map_fail``,
 ``kvm``, ``guest_write``, ``data_pages``, ``cc_reads``, ``destroy``):
+
+* ``pages`` (default 2): the size of the IOAS_MAP (every page at IOVA 0 of ``A``), one IOAS_COPY
+  per page into ``B``, device reads at every IOVA; ``data_pages`` are pages below it.
+* ``table`` (default ``true``): the table-driven form (:mod:`.dma_iommufd_table`: the same
+  states, transitions and traces, explored per page and vectorised with numpy); ``false``: the
+  model over :mod:`memtypes.linux.dma.iommufd` itself, state by state.
 
 * ``tv26`` (default ``false``): the Intel VT-d in-place "upgrade" (kernel-vfio.md 2.2, 2.3, 5 item
   2, TV26).  Adds ``hnc`` detach (its hwpt and mappings stay), the attach of the CC-capable
@@ -55,6 +61,21 @@ VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]):
+    """The family's model: its table-driven form (:mod:`.dma_iommufd_table`, same states,
+    transitions and traces, explored per page) unless param ``table`` is false; else the
+    :class:`DmaModel` over :mod:`memtypes.linux.dma.iommufd`."""
+    name, env, s0, alpha, props = parts(kernel, variant, params)
+    if params.get("table", True):
+        from memtypes.check.families.dma_iommufd_table import IommufdTable
+        return IommufdTable(name, env, s0, alpha, props)
+    return DmaModel(name, env, s0, alpha, props, canon=_canon)
+
+
+def parts(kernel: str, variant: str, params: Mapping[str, Any]):
+    """``(name, env, initial state, alphabet, properties)`` of the model over the iommufd state."""
+    n = int(params.get("pages", 2))
+    if n < 1:
+        raise ValueError(f"pages must be at least 1, not {n}")
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     gw = bool(params.get("guest_write", False))
@@ -67,7 +88,9 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         raise ValueError(f"stage must be 'second' or 'first', not {stage!r}")
     fs = stage == "first"
     data = tuple(int(p) for p in params.get("data_pages", (1,)))
-    env = make_env(variant_name(variant), kernel, npages=2,
+    if any(not 0 <= p < n for p in data):
+        raise ValueError(f"data_pages {list(data)} must be pages below pages={n}")
+    env = make_env(variant_name(variant), kernel, npages=n,
                    groups=(Group("hcc", nc=False), Group("hnc", nc=True)))
     s0 = iommufd.initial(env, ("A", "B"))
     if kvm:
@@ -107,19 +130,19 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
     if destroy:
         add(act("iommufd", "hwpt_destroy", dev="hnc"), ("hwpt_destroy", "hnc"),
             lambda s: iommufd.hwpt_of(s, "hnc") is not None)
-    add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2), ("ioas_map", "A", 0, 0, 2),
+    add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=n), ("ioas_map", "A", 0, 0, n),
         lambda s: not has_area(s, "A", 0))
     if map_fail:
-        add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=2, fail="iommu_map"),
-            ("ioas_map", "A", 0, 0, 2, {"fail": True}),
+        add(act("iommufd", "ioas_map", ioas="A", iova=0, pages=n, fail="iommu_map"),
+            ("ioas_map", "A", 0, 0, n, {"fail": True}),
             lambda s: not has_area(s, "A", 0) and bool(s.ioas[0][2]))
-    add(act("iommufd", "ioas_unmap", ioas="A", iova=0, pages=2), ("ioas_unmap", "A", 0, 2),
+    add(act("iommufd", "ioas_unmap", ioas="A", iova=0, pages=n), ("ioas_unmap", "A", 0, n),
         lambda s: has_area(s, "A", 0))
-    for i in (0, 1):
+    for i in range(n):
         add(act("iommufd", "ioas_copy", src="A", src_iova=i, pages=1, dst="B", dst_iova=i),
             ("ioas_copy", "A", i, 1, "B", i),
             lambda s, i=i: has_area(s, "A", i) and not has_area(s, "B", i))
-    add(act("iommufd", "ioas_unmap", ioas="B", iova=0, pages=2), ("ioas_unmap", "B", 0, 2),
+    add(act("iommufd", "ioas_unmap", ioas="B", iova=0, pages=n), ("ioas_unmap", "B", 0, n),
         lambda s: bool(s.ioas[1][1]))
     for p in data:
         add(act("guest", "cpu_read", page=p), ("guest_read", p),
@@ -127,7 +150,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
         if gw:
             add(act("guest", "cpu_write", page=p, value="G"), ("guest_write", p, "G"),
                 lambda s, p=p: iommufd.pinned(env, s)[p])
-    for i in (0, 1):
+    for i in range(n):
         for h in (H if cc_reads or tv26 else ("hnc",)):
             add(act(h, "dev_read", iova=i), ("dev_read", h, i),
                 lambda s, h=h, i=i: iommufd.resolve(s, h, i) is not None)
@@ -171,7 +194,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
             pop and not h for pop, h in zip(s.populated, iommufd.pinned(env, s)))),
         Property("nc-domain-attached", "sometimes", nc_attached),
     ]
-    return DmaModel(f"dma-iommufd[{kernel},{variant}]", env, s0, alpha, props, canon=_canon)
+    return f"dma-iommufd[{kernel},{variant}]", env, s0, alpha, props
 
 
 def _canon(s):
@@ -184,10 +207,11 @@ FAMILY = Family(
     description="iommufd: CC and NC hwpts, IOAS_MAP/COPY (sub-slices)/UNMAP, hwpt add and "
                 "destroy, injected failures, CPU caches and a non-snooping device",
     build=build,
-    default_params={"fail": True, "map_fail": False, "kvm": True, "guest_write": False,
+    default_params={"pages": 2, "fail": True, "map_fail": False, "kvm": True, "guest_write": False,
                     "data_pages": [1], "cc_reads": False, "destroy": False, "tv26": False,
-                    "stage": "second"},
+                    "stage": "second", "table": True},
     variants=VARIANTS,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
+    bench_params={"pages": 3, "data_pages": [0, 1, 2], "guest_write": True},
 )

@@ -32,7 +32,10 @@ migration was refused).  Targets: ``migration-completed``, ``guest-access-after-
 Params: ``hosts`` (host specs, default grace and armv8.0; pairs are all ordered pairs
 including same-host pairs), ``regions`` (default anon, nvgrace-usemem, mixedmap-cacheable,
 vfio-pci-bar), ``mte`` (bools to explore, default [false]), ``vmm_checks`` (default both),
-``guest_s1`` (stage-1 names from arch.USUAL_S1 whose effective class must also be stable).
+``guest_s1`` (stage-1 names from arch.USUAL_S1 whose effective class must also be stable),
+``vms`` (default 1: VMs migrating at the same time, interleaved, interchangeable; they share
+nothing, so more than one finds nothing new -- :class:`FleetMigrationModel`, the benchmark's
+size).
 
 Variants: ``cpfn-memslot-flag`` (the VMM sets KVM_MEM_ENABLE_CACHEABLE_PFNMAP on a cacheable
 PFNMAP region when the source has FWB && DIC and carries it to the destination) and
@@ -41,6 +44,7 @@ PFNMAP region when the source has FWB && DIC and carries it to the destination) 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -48,7 +52,7 @@ from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
 from memtypes.check.family import ERAS, Family
 from memtypes.errors import InputError
-from memtypes.explore.model import act
+from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
 from memtypes.hosts.profile import resolve
 from memtypes.linux.kvm import variants as kvm_variants
@@ -61,6 +65,7 @@ DEFAULT_PARAMS = {
     "mte": [False],
     "vmm_checks": list(mig.CHECKS),
     "guest_s1": [],
+    "vms": 1,
 }
 
 # phases
@@ -237,7 +242,71 @@ class MigrationModel(TableModel):
         return head + f"{a.actor}.{a.name}: ok"
 
 
+class FleetMigrationModel(MigrationModel):
+    """``vms`` VMs migrate at the same time over the same hosts, regions and kernels, their
+    steps interleaved (param ``vms`` > 1).  The VMs share nothing in the model (each brings up
+    its own VM on the destination), so this finds no behaviour one VM does not: it exists to
+    measure the explorer on this family's moves at a size where a search takes seconds
+    (``memtypes bench``), and a fleet's trace shows each VM's steps as one VM's do.
+
+    State: one column per VM, ``(config, checked, phase)``, the VMs interchangeable (symmetry
+    reduction: a state is canonical with its VMs sorted).  The moves of a VM are the single-VM
+    model's on that VM; the properties hold when they hold for every VM (targets: for some)."""
+
+    def __init__(self, kernel: str, variant: str, params: Mapping[str, Any], vms: int):
+        super().__init__(kernel, variant, params)
+        self.vms = vms
+        one = [(i, chk, ph) for i in range(len(self.configs)) for chk in (0, 1) for ph in range(len(PHASES))]
+        self.columns = tuple(Column(f"vm{v}", tuple(one)) for v in range(vms))
+        self.symmetric = (tuple(range(vms)),)
+        self.groups = tuple(Moves(f"vm{v}", (v,), (v,), lambda vals, v=v: self._vm_moves(v, vals[0]),
+                                  table="vm") for v in range(vms))
+
+    def _one(self, vm: tuple) -> tuple:
+        """The single-VM model's row of one VM's ``(config, checked, phase)``."""
+        i, chk, ph = vm
+        c = self.configs[i]
+        return (i, chk, ph, c.dst, c.region, c.mte, self._beh[i], self._stable(c))
+
+    def _vm_moves(self, v: int, vm: tuple):
+        r = self._one(vm)
+        return [(Action(a.actor, a.name, (("vm", v),) + a.args), ((vm[0], chk, ph),))
+                for a, (chk, ph) in self._moves(r[3:7] + r[1:3])]
+
+    def init_rows(self):
+        first = [(i, 0, START) for i in range(len(self.configs))]
+        return [tuple(vs) for vs in itertools.combinations_with_replacement(first, self.vms)]
+
+    def table_properties(self):
+        out = []
+        for p in super().table_properties():
+            (cl,) = p.clauses
+            idx = [{CONFIG: 0, CHECKED: 1, PHASE: 2}.get(c) for c in cl.reads]
+            if None in idx:                   # (stable: a function of the config)
+                pred = (lambda vm, pr=cl.pred, reads=cl.reads:
+                        pr(*(self._one(vm)[c] for c in reads)))
+            else:
+                pred = lambda vm, pr=cl.pred, idx=idx: pr(*(vm[k] for k in idx))  # noqa: E731
+            out.append(TableProperty(p.name, p.kind, tuple(Clause((v,), pred) for v in range(self.vms)),
+                                     p.rationale, p.source))
+        return out
+
+    def format_state(self, s) -> str:
+        return "; ".join(f"vm{v}: {super(FleetMigrationModel, self).format_state(self._one(vm))}"
+                         for v, vm in enumerate(s))
+
+    def describe(self, s, a, n) -> str:
+        v = dict(a.args)["vm"]
+        inner = Action(a.actor, a.name, tuple(x for x in a.args if x[0] != "vm"))
+        return f"vm{v} " + super().describe(self._one(s[v]), inner, self._one(n[v]))
+
+
 def build(kernel: str, variant: str, params: Mapping[str, Any]) -> MigrationModel:
+    vms = int((params or {}).get("vms", 1))
+    if vms < 1:
+        raise InputError(f"vms must be at least 1, not {vms}", where="migration.vms", expected="an integer >= 1")
+    if vms > 1:
+        return FleetMigrationModel(kernel, variant, params, vms)
     return MigrationModel(kernel, variant, params)
 
 
@@ -256,5 +325,5 @@ FAMILY = Family(
     properties=("migration-fails-early", "memtype-stable-across-migration"),
     applies=applies,
     bench_params={"hosts": ["grace", "armv8.0", "armv8.5-mte", "armv8.5-mte-nofwb", "armv9-mte-perm"],
-                  "regions": list(mig.REGION_KINDS), "mte": [False, True]},
+                  "regions": list(mig.REGION_KINDS), "mte": [False, True], "vms": 2},
 )
