@@ -5,7 +5,11 @@ three pages (where the walks meet several areas and pages objects) on the vector
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from memtypes.check.families import dma_iommufd as F
 from memtypes.check.families.dma_iommufd_table import IommufdTable
@@ -13,11 +17,8 @@ from memtypes.check.families.dma_type1 import DmaModel
 from memtypes.explore import explore, replay
 from memtypes.explore.bench import reachable_states
 
-
-def summary(r):
-    return (r.states, r.depth, r.transitions, r.complete,
-            {n: (t.init_index, t.actions) for n, t in r.violations.items()},
-            {n: (t.init_index, t.actions) for n, t in r.reached.items()})
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dma_compare import summary  # noqa: E402
 
 
 def both(kernel, variant, **params):
@@ -113,9 +114,6 @@ def test_alphabets_the_table_form_does_not_model_are_refused():
               lambda s: True)]
     with pytest.raises(ValueError, match="two IOASes"):
         IommufdTable(name, env, s0, alpha + twice, props)
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

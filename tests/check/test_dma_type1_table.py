@@ -5,6 +5,9 @@ pages (where attach, detach and release walk more than one dma)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from memtypes.check.families import dma_type1 as F
@@ -13,11 +16,8 @@ from memtypes.check.families.dma_type1_table import Type1Table
 from memtypes.explore import explore, replay
 from memtypes.explore.bench import reachable_states
 
-
-def summary(r):
-    return (r.states, r.depth, r.transitions, r.complete,
-            {n: (t.init_index, t.actions) for n, t in r.violations.items()},
-            {n: (t.init_index, t.actions) for n, t in r.reached.items()})
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dma_compare import summary  # noqa: E402
 
 
 def both(kernel, variant, **params):

@@ -51,7 +51,8 @@ from typing import NamedTuple
 
 from memtypes.arch import cache
 from memtypes.check.families.dma_type1_table import _closure
-from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
+from memtypes.check.families.dma_table import DriverTable
+from memtypes.explore.table import Chain, Column, Moves, Step
 from memtypes.linux.dma import bind, iommufd
 from memtypes.linux.dma import variants as V
 from memtypes.linux.dma.common import flush_pages
@@ -153,12 +154,12 @@ conjunction or disjunction over pages is one clause per page; the other pages ar
 unpinned, unpopulated and clean, so they decide nothing)."""
 
 
-class IommufdTable(TableModel):
+class IommufdTable(DriverTable):
     """``dma-iommufd`` as a table-driven model (see the module docstring); ``s0``, ``alphabet``
     and ``props`` are the family's (:func:`.dma_iommufd.parts`).  The declared domains are
     tight, so domain inference is off."""
 
-    infer_domains = False
+    PROPERTY_READS = _PROPERTY_READS
 
     def __init__(self, name: str, env, s0: iommufd.Fd, alphabet, props):
         from memtypes.check.families.dma_iommufd import _canon
@@ -343,7 +344,7 @@ class IommufdTable(TableModel):
             row += [s.lines[j], s.populated[j], slots[j], tuple(sorted(snp[j]))]
         return tuple(row) + (None,)
 
-    def to_fd(self, row) -> iommufd.Fd:
+    def to_state(self, row) -> iommufd.Fd:
         """The iommufd state of a row (between states: the transient column is ignored)."""
         n = self.n
         snp = [row[_col(j, SNP)] for j in range(n)]
@@ -362,29 +363,11 @@ class IommufdTable(TableModel):
     def _rebuilt(self, reads, vals) -> list:
         """A row from the values of ``reads``, the other columns initial; without ``pages``
         among them, unflagged pages objects for the areas it has."""
-        row = list(self._base)
-        for c, v in zip(reads, vals):
-            row[c] = v
+        row = super()._rebuilt(reads, vals)
         if PAGES not in reads:
             pids = {row[AREAA]} | {row[_col(j, SLOT)] for j in range(self.n)}
             row[PAGES] = tuple((p, 0, self.n, False) for p in sorted(pids - {None}))
         return row
-
-    def _local_fn(self, a, fn, guard, reads, writes):
-        def moves(vals):
-            row = self._rebuilt(reads, vals)
-            s = self.to_fd(row)
-            if not guard(s):
-                return ()
-            nxt = self._row(fn(s)[0])
-            self._strays(a, row, nxt, writes, range(len(row) - 1))
-            return ((a, tuple(nxt[c] for c in writes)),)
-        return moves
-
-    def _strays(self, a, row, nxt, writes, cols) -> None:
-        stray = [self.columns[c].name for c in cols if c not in writes and nxt[c] != row[c]]
-        if stray:
-            raise AssertionError(f"{a.actor}.{a.name} changed undeclared column(s) {stray}")
 
     # --- chains -------------------------------------------------------------------------------------
     def _chain(self, a, op, guard, steps) -> Chain:
@@ -403,7 +386,7 @@ class IommufdTable(TableModel):
 
         def first(vals):
             row = self._rebuilt(reads, vals)
-            s = self.to_fd(row)
+            s = self.to_state(row)
             if key == ("ioas_unmap", "B"):
                 # B's areas are the walk's, and so is the guard ("B has an area"): with none
                 # the walk changes nothing, so it is no transition
@@ -560,29 +543,4 @@ class IommufdTable(TableModel):
             pages = tuple(p for p in pages if p[0] == op.pid)   # B is empty, A's stays
         return pages, None
 
-
-    # --- the TableModel protocol ------------------------------------------------------------------
-    def init_rows(self):
-        return [self._base]
-
-    def table_properties(self):
-        out = []
-        for pr in self._props:
-            reads = _PROPERTY_READS.get(pr.name)
-            if reads is None:
-                raise ValueError(f"property {pr.name}: the table form does not know what it reads")
-            clauses = tuple(Clause(r, lambda *v, r=r, check=pr.check: bool(check(self.to_fd(self._rebuilt(r, v)))))
-                            for r in reads(self.n))
-            out.append(TableProperty(pr.name, pr.kind, clauses, pr.rationale, pr.source))
-        return out
-
-    # --- rendering: the iommufd model's -------------------------------------------------------------
-    def describe(self, s, a, n=None) -> str:
-        return self._ref.describe(self.to_fd(s), a, None if n is None else self.to_fd(n))
-
-    def format_state(self, s) -> str:
-        return self._ref.format_state(self.to_fd(s))
-
-    def events(self, s, a):
-        return self._ref.events(self.to_fd(s), a)
-
+    to_fd = to_state

@@ -46,7 +46,8 @@ import itertools
 from typing import NamedTuple
 
 from memtypes.arch import cache
-from memtypes.explore.table import Chain, Clause, Column, Moves, Step, TableModel, TableProperty
+from memtypes.check.families.dma_table import DriverTable
+from memtypes.explore.table import Chain, Column, Moves, Step
 from memtypes.linux.dma import bind, type1
 from memtypes.linux.dma import variants as V
 
@@ -126,12 +127,12 @@ _PROPERTY_READS = {
 property itself, on a state rebuilt from that page, the others initial and so harmless)."""
 
 
-class Type1Table(TableModel):
+class Type1Table(DriverTable):
     """``dma-type1`` as a table-driven model (see the module docstring); ``alphabet`` and
     ``props`` are the family's (:func:`.dma_type1.parts`).  The declared domains are tight
     (lines by closure, pins 0..2), so domain inference is off: it would cost more than it saves."""
 
-    infer_domains = False
+    PROPERTY_READS = _PROPERTY_READS
 
     def __init__(self, name: str, env, alphabet, props):
         from memtypes.check.families.dma_type1 import DmaModel
@@ -209,7 +210,7 @@ class Type1Table(TableModel):
             row += [t.lines[p], t.populated[p], t.pins[p], dma[p]]
         return tuple(row) + (None,)
 
-    def to_t1(self, row) -> type1.T1:
+    def to_state(self, row) -> type1.T1:
         """The type1 state of a row (between states: the transient column is ignored)."""
         n = self.n
         page = [row[CTL + 4 * p: CTL + 4 * p + 4] for p in range(n)]
@@ -219,25 +220,6 @@ class Type1Table(TableModel):
             tuple((p, 1, pg[DMA][0], pg[DMA][1]) for p, pg in enumerate(page) if pg[DMA] is not None),
             row[HAS_NC], row[NC_COUNT], row[KVM_FILES], row[KVM_NC], row[DEV_READ], row[BAD_READ],
             row[UNPINNED], (0,) * n)
-
-    def _rebuilt(self, reads, vals) -> list:
-        row = list(self._base)
-        for c, v in zip(reads, vals):
-            row[c] = v
-        return row
-
-    def _local_fn(self, a, fn, guard, reads, writes):
-        def moves(vals):
-            row = self._rebuilt(reads, vals)
-            t = self.to_t1(row)
-            if not guard(t):
-                return ()
-            nxt = self._row(fn(t)[0])
-            stray = [self.columns[c].name for c in range(len(row)) if c not in writes and nxt[c] != row[c]]
-            if stray:
-                raise AssertionError(f"{a.actor}.{a.name} changed undeclared column(s) {stray}")
-            return ((a, tuple(nxt[c] for c in writes)),)
-        return moves
 
     # --- chains: attach, detach, release --------------------------------------------------------
     def _chain(self, a, op) -> Chain:
@@ -341,32 +323,9 @@ class Type1Table(TableModel):
                     cnt += 1
             return True, domains, has_nc, cnt, dread, bad, unpinned, lines[self.n], lines[self.n + 1], None
         # detach and release: the driver's own, on the container once the pages are walked
-        t = self.to_t1(self._rebuilt(_CONTAINER + (self.MODE,), vals))
+        t = self.to_state(self._rebuilt(_CONTAINER + (self.MODE,), vals))
         t = (type1.detach(env, t, mode.group) if mode.op == "detach" else type1.release(env, t))[0]
         return (t.iommu, t.domains, t.has_nc, t.nc_count, t.dev_read, t.bad_read,
                 t.unpinned or mode.acc, k0, k1, None)
 
-    # --- the TableModel protocol ------------------------------------------------------------------
-    def init_rows(self):
-        return [self._base]
-
-    def table_properties(self):
-        out = []
-        for pr in self._props:
-            reads = _PROPERTY_READS.get(pr.name)
-            if reads is None:
-                raise ValueError(f"property {pr.name}: the table form does not know what it reads")
-            clauses = tuple(Clause(r, lambda *v, r=r, check=pr.check: bool(check(self.to_t1(self._rebuilt(r, v)))))
-                            for r in reads(self.n))
-            out.append(TableProperty(pr.name, pr.kind, clauses, pr.rationale, pr.source))
-        return out
-
-    # --- rendering: the type1 model's -----------------------------------------------------------
-    def describe(self, s, a, n=None) -> str:
-        return self._ref.describe(self.to_t1(s), a, None if n is None else self.to_t1(n))
-
-    def format_state(self, s) -> str:
-        return self._ref.format_state(self.to_t1(s))
-
-    def events(self, s, a):
-        return self._ref.events(self.to_t1(s), a)
+    to_t1 = to_state
