@@ -32,9 +32,10 @@ Moves:
   zero fill of a new pin; ``_fill`` for the v1 / reviewed pre-map flush of a ``B`` area -- in
   IOVA order, so v1's per-pages-object bit skips a later sub-slice as in the driver, TV22;
   ``_batch_unpin`` for the flush before unpin) and keeps the per-page state of the walk (pins
-  held through the other IOAS, ``snp0``), and the first step again stores the bit.  Two last
-  steps set what only the whole walk knows: Intel's ``has_mappings`` of a new ``B`` hwpt once an
-  area was filled, and which pages objects the unmaps free.
+  held through the other IOAS, ``snp0``), and the first step again stores the bit (only walks
+  that fill a ``B`` area or unpin have these bit steps).  The last steps set what only the whole
+  walk knows: Intel's ``has_mappings`` of a new ``B`` hwpt once an area was filled (alloc on
+  ``B``), and which pages objects the unmaps free (every walk ends there: it clears the op).
 
 The split keeps every table small (a step reads five columns), which is what lets the
 vectorised explorer run three pages (``memtypes bench``).
@@ -176,25 +177,31 @@ class IommufdTable(DriverTable):
         self.columns = self._declare(alphabet)
         self._base = self._row(s0)
 
-        def page_steps(j):
+        def page_steps(j, bits):
             pc = (_col(j, LINE), _col(j, POP), _col(j, SLOT), _col(j, SNP), M)
+            page = Step(f"page{j}", pc, pc, lambda vals, j=j: self._page_step(j, vals), table=f"page{j}")
+            if not bits:
+                return (page,)
             bit = Step(f"bit{j}", (_col(j, SLOT), PAGES, M), (PAGES, M), self._bit_step,
                        table=f"bit{j}")
-            return (bit, Step(f"page{j}", pc, pc, lambda vals, j=j: self._page_step(j, vals),
-                              table=f"page{j}"), bit)
-        end = (Step("has_mappings", (HWB, M), (HWB, M), self._hm_step, table="has_mappings"),
-               Step("free", (PAGES, M), (PAGES, M), self._free_step, table="free"))
-        walk = tuple(st for j in range(n) for st in page_steps(j)) + end
+            return (bit, page, bit)
+        hm = Step("has_mappings", (HWB, M), (HWB, M), self._hm_step, table="has_mappings")
+        free = Step("free", (PAGES, M), (PAGES, M), self._free_step, table="free")
         groups = []
         for a, op, guard in alphabet:
             name = op[0]
             kw = op[-1] if isinstance(op[-1], dict) else {}
             j = _page_of(op)
+            # the steps a walk needs: the bits of the pages objects where a B area is filled or
+            # an area unpinned; has_mappings after an alloc on B; "free" last (it clears the op)
+            bits = not (name in ("dev_attach", "ioas_map") or (name == "hwpt_alloc" and op[1] == "A"))
             if name == "ioas_copy":
-                groups.append(self._chain(a, op, guard, page_steps(j) + end))
+                groups.append(self._chain(a, op, guard, page_steps(j, True) + (free,)))
             elif name in ("hwpt_destroy", "dev_attach", "ioas_map", "ioas_unmap") or (
                     name == "hwpt_alloc" and not kw.get("fail")):
-                groups.append(self._chain(a, op, guard, walk))
+                end = (hm, free) if name == "hwpt_alloc" and op[1] == "B" else (free,)
+                groups.append(self._chain(a, op, guard, tuple(
+                    st for p in range(n) for st in page_steps(p, bits)) + end))
             else:
                 reads, writes = _local(name, j)
                 reads = tuple(sorted(reads))
