@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from memtypes.cli import main
 
 
@@ -31,3 +33,18 @@ def test_param_bad_form_is_one_line_exit_2(capsys):
     assert main(["check", "--param", "tv26"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "FAMILY.KEY=VALUE" in err[0]
+
+
+@pytest.mark.parametrize("param,names", [
+    ("dma-iommufd.pages=x", "dma-iommufd.pages"),
+    ("dma-iommufd.pages=0", "dma-iommufd.pages"),
+    ("dma-iommufd.data_pages=[2]", "dma-iommufd.data_pages"),   # (pages=2: pages 0 and 1)
+    ("dma-iommufd.stage=third", "dma-iommufd.stage"),
+    ("dma-type1.pages=true", "dma-type1.pages"),
+    ("migration.vms=0", "migration.vms"),
+])
+def test_param_bad_value_is_one_line_exit_2(capsys, param, names):
+    fam = param.split(".")[0]
+    assert main(["check", "--family", fam, "--kernel", "6.9", "--param", param]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and names in err[0] and "expected" in err[0]

@@ -45,3 +45,14 @@ class Family:
         if variant != "mainline" and variant not in self.variants:
             return False
         return kernel in self.kernels and (self.applies is None or self.applies(kernel, variant))
+
+
+def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo: int = 1) -> int:
+    """Integer parameter ``key`` of ``family`` (at least ``lo``): a wrong one is an
+    :class:`~memtypes.errors.InputError` naming ``FAMILY.KEY`` (one line, exit code 2)."""
+    from memtypes.errors import InputError
+    v = params.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise InputError(f"'{v}' is not an integer >= {lo}", where=f"{family}.{key}",
+                         expected=f"an integer >= {lo}")
+    return v

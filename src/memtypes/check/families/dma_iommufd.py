@@ -52,7 +52,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from memtypes.check.families.dma_type1 import SOURCE, DmaModel, variant_name
-from memtypes.check.family import Family
+from memtypes.check.family import Family, int_param
+from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
 from memtypes.linux.dma import Group, apply, iommufd, make_env
 
@@ -73,9 +74,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
 
 def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     """``(name, env, initial state, alphabet, properties)`` of the model over the iommufd state."""
-    n = int(params.get("pages", 2))
-    if n < 1:
-        raise ValueError(f"pages must be at least 1, not {n}")
+    n = int_param(params, "dma-iommufd", "pages", 2)
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     gw = bool(params.get("guest_write", False))
@@ -85,11 +84,14 @@ def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     tv26 = bool(params.get("tv26", False))
     stage = str(params.get("stage", "second"))
     if stage not in ("second", "first"):
-        raise ValueError(f"stage must be 'second' or 'first', not {stage!r}")
+        raise InputError(f"unknown stage {stage!r}", where="dma-iommufd.stage", expected="second or first")
     fs = stage == "first"
-    data = tuple(int(p) for p in params.get("data_pages", (1,)))
-    if any(not 0 <= p < n for p in data):
-        raise ValueError(f"data_pages {list(data)} must be pages below pages={n}")
+    data = params.get("data_pages", (1,))
+    if not isinstance(data, (list, tuple)) or any(
+            isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n for p in data):
+        raise InputError(f"{data!r} is not a list of pages below pages={n}", where="dma-iommufd.data_pages",
+                         expected=f"a list of pages from 0 to {n - 1} (pages={n})")
+    data = tuple(data)
     env = make_env(variant_name(variant), kernel, npages=n,
                    groups=(Group("hcc", nc=False), Group("hnc", nc=True)))
     s0 = iommufd.initial(env, ("A", "B"))

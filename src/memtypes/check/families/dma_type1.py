@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from memtypes.arch import cache
-from memtypes.check.family import Family
+from memtypes.check.family import Family, int_param
 from memtypes.explore.model import Action, Property, act
 from memtypes.linux.dma import Group, bind, make_env, type1
 
@@ -141,7 +141,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
 
 def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     """``(name, env, initial state, alphabet, properties)`` of the model over the type1 state."""
-    n = int(params.get("pages", 1))
+    n = int_param(params, "dma-type1", "pages", 1)
     probe = bool(params.get("probe", True))
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))

@@ -50,7 +50,7 @@ from typing import Any, Mapping
 
 from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
-from memtypes.check.family import ERAS, Family
+from memtypes.check.family import ERAS, Family, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
@@ -302,9 +302,7 @@ class FleetMigrationModel(MigrationModel):
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]) -> MigrationModel:
-    vms = int((params or {}).get("vms", 1))
-    if vms < 1:
-        raise InputError(f"vms must be at least 1, not {vms}", where="migration.vms", expected="an integer >= 1")
+    vms = int_param(params or {}, "migration", "vms", 1)
     if vms > 1:
         return FleetMigrationModel(kernel, variant, params, vms)
     return MigrationModel(kernel, variant, params)
