@@ -845,7 +845,8 @@ class _Engine:
     def first_occurrences(self, succ, ok):
         """The distinct codes of ``succ`` ordered by their smallest order key ``ok``, and the
         parent row of that first occurrence.  Two in-place sorts of packed (code, key) words
-        when both fit in 63 bits (numpy's fast non-indirect sort), else a stable argsort."""
+        when both fit in 63 bits (numpy's fast non-indirect sort), else two argsorts (by order key,
+        then by code) and the smallest position of each code's run."""
         okbits = CHUNK.bit_length() - 1 + self.gbits + self.mbits
         pshift = self.gbits + self.mbits
         succ = succ.astype(np.int64)
@@ -859,11 +860,16 @@ class _Engine:
             key2 = ((key[first] & ((1 << okbits) - 1)) << self.cbits) | code[first]
             key2.sort()
             return (key2 & ((1 << self.cbits) - 1)).astype(self.dt), key2 >> (self.cbits + pshift)
-        order = np.argsort(ok, kind="stable")
-        succ, ok = succ[order], ok[order]
-        _, first = np.unique(succ, return_index=True)
+        # (order keys are distinct: any sort orders them; the first occurrence of a code is the
+        # smallest position in that order among its run once the codes are sorted)
+        order = np.argsort(ok)
+        succ, ok = _at(succ, order), _at(ok, order)
+        by = np.argsort(succ)
+        sc = _at(succ, by)
+        starts = np.flatnonzero(np.concatenate(([True], sc[1:] != sc[:-1])))
+        first = np.minimum.reduceat(by, starts)
         first.sort()
-        return succ[first].astype(self.dt), ok[first] >> pshift
+        return _at(succ, first).astype(self.dt), _at(ok, first) >> pshift
 
     def masks(self, codes, fi: int, cache: dict):
         """Clause masks of fused group ``fi`` for each state of ``codes`` (filling its table)."""
