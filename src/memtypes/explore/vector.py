@@ -255,9 +255,11 @@ class _Visited:
     def add(self, q) -> None:
         self.n += q.size
         if self.bitmap is None and self._dense(self.n):
+            old = self.hash.tab[self.hash.tab != -1]
+            self.hash = None                # (freed before the bitmap exists: a lower peak)
+            old.sort()
             self.bitmap = _Bitmap(self.space)
-            self.bitmap.add(np.sort(self.hash.tab[self.hash.tab != -1]))
-            self.hash = None
+            self.bitmap.add(old)
         (self.bitmap or self.hash).add(q)
 
     @property
