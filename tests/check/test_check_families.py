@@ -41,3 +41,16 @@ def test_real_family_traces_replay(fam, tmp_path):
     for r, p in zip(m.violations, paths):
         rep = play.run_file(p)
         assert rep.violated.get(r.property) == r.trace_length, p.read_text()
+
+
+@pytest.mark.parametrize("fam,kernel,params", [
+    ("migration", "6.9", {"vms": 2}),                                  # a fleet's traces name the VM
+    ("dma-iommufd", "6.2", {"pages": 3, "tv26": True}),                # the table form at 3 pages
+])
+def test_scaled_family_traces_replay(fam, kernel, params, tmp_path):
+    (f,) = [x for x in FAMS if x.name == fam]
+    m = run_matrix([f], kernel=kernel, params={fam: params}, workers=1)
+    assert m.violations
+    for r, p in zip(m.violations, play.save_traces(m, tmp_path)):
+        rep = play.run_file(p)
+        assert rep.violated.get(r.property) == r.trace_length, p.read_text()
