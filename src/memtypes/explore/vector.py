@@ -957,7 +957,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         nonlocal nstates
         visited.add(new)
         fps_parts.append(new)
-        par_parts.append(parents)
+        par_parts.append(parents.astype(np.int32) if nstates + new.size < 1 << 31 else parents)
         cache: dict = {}
         hits = eng.check(new, pending, cache)
         decoded.append({k: v for k, v in cache.items()     # columns (not masks or keys)
@@ -1050,17 +1050,21 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
     res.states, res.depth = nstates, depth
     if progress is not None:
         progress(nstates, depth, 0)
-    fps = np.concatenate(fps_parts) if fps_parts else np.zeros(0, np.int64)
-    parents = np.concatenate(par_parts) if par_parts else np.zeros(0, np.int64)
+    # (the stored batches stay apart: one array of each would double them at the end)
+    ends = np.cumsum([x.size for x in fps_parts]) if fps_parts else np.zeros(0, np.int64)
+
+    def at(parts, idx: int) -> int:
+        b = int(np.searchsorted(ends, idx, side="right"))
+        return int(parts[b][idx - (int(ends[b - 1]) if b else 0)])
 
     def chain_of(idx: int) -> tuple[int, list[int]]:
         out = []
         while True:
-            p = int(parents[idx])
+            p = at(par_parts, idx)
             if p < 0:
                 out.reverse()
                 return -1 - p, out
-            out.append(int(fps[idx]))
+            out.append(at(fps_parts, idx))
             idx = p
 
     for found, dest in ((found_v, res.violations), (found_r, res.reached)):
@@ -1069,5 +1073,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             dest[name] = _rebuild(model, eng.encode, ii, ch)
     res.seconds = time.perf_counter() - t0
     if _keep is not None:
-        _keep.update(visited=visited, fps=fps, parents=parents, engine=eng)
+        _keep.update(visited=visited, engine=eng,
+                     fps=np.concatenate(fps_parts) if fps_parts else np.zeros(0, np.int64),
+                     parents=np.concatenate(par_parts) if par_parts else np.zeros(0, np.int64))
     return res
