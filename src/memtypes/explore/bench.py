@@ -97,15 +97,15 @@ def _serial_memory(model: Any, states: int, mem_states: int, seconds: float) -> 
     return freed / n_mem, peak / n_mem
 
 
-def _vector_peak(fresh: Callable[[], Any], seconds: float) -> float:
-    """Traced peak bytes per stored state of one more vectorised run of at most ``seconds``
-    (numpy's buffers are traced too): the visited set, the tables, the frontier and a chunk's
-    successors."""
+def _vector_peak(fresh: Callable[[], Any], seconds: float, states: int | None = None) -> float:
+    """Traced peak bytes per stored state of one more vectorised run of at most ``seconds`` and
+    ``states`` (numpy's buffers are traced too): the visited set, the tables, the frontier and
+    a chunk's successors."""
     model = fresh()
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    r = explore(model, max_seconds=seconds)
+    r = explore(model, max_seconds=seconds, max_states=states)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     return peak / max(r.states, 1)
@@ -140,7 +140,9 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
             vis = best_keep["visited"].nbytes + best_keep["fps"].nbytes + best_keep["parents"].nbytes
             visited_bps = vis / max(best.states, 1)
             best_keep = None
-            peak_bps = _vector_peak(fresh, max(seconds / 2, 3 * best.seconds))
+            # (as many states as the timed run: tracing slows the search, and a run cut
+            # sooner would spread the fixed costs over fewer states)
+            peak_bps = _vector_peak(fresh, max(seconds, 10 * best.seconds), best.states)
         else:
             states = reachable_states(model, limit=best.states)
             mdl = _model_seconds(model, states) * (best.states / max(len(states), 1))
