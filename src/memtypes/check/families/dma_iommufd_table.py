@@ -54,14 +54,14 @@ from memtypes.arch import cache
 from memtypes.check.families.dma_type1_table import _closure
 from memtypes.check.families.dma_table import DriverTable
 from memtypes.explore.table import Chain, Column, Moves, Step
-from memtypes.linux.dma import bind, iommufd
+from memtypes.linux.dma import bind, iommufd, op_parts
 from memtypes.linux.dma import variants as V
 from memtypes.linux.dma.common import flush_pages
 
 (HWA, CNTA, AREAA, HWB, CNTB, PAGES, KVM_FILES, KVM_NC, DEV_READ, BAD_READ) = range(10)
 CTL = 10
 LINE, POP, SLOT, SNP = range(4)            # a page's columns, from CTL + 4 * page
-B2 = (False, True)
+BOOLS = (False, True)
 BIT = (None, False, True)
 SETBIT = BIT + ("set",)
 
@@ -189,8 +189,7 @@ class IommufdTable(DriverTable):
         free = Step("free", (PAGES, M), (PAGES, M), self._free_step, table="free")
         groups = []
         for a, op, guard in alphabet:
-            name = op[0]
-            kw = op[-1] if isinstance(op[-1], dict) else {}
+            name, _args, kw = op_parts(op)
             j = _page_of(op)
             # the steps a walk needs: the bits of the pages objects where a B area is filled or
             # an area unpinned; has_mappings after an alloc on B; "free" last (it clears the op)
@@ -213,9 +212,7 @@ class IommufdTable(DriverTable):
     def _check_alphabet(self, alphabet) -> None:
         n = self.n
         for _a, op, _g in alphabet:
-            name = op[0]
-            kw = op[-1] if isinstance(op[-1], dict) else {}
-            args = op[1:-1] if kw else op[1:]
+            name, args, kw = op_parts(op)
             ok = {
                 "ioas_map": lambda: args == ("A", 0, 0, n) and set(kw) <= {"fail"},
                 "ioas_unmap": lambda: args in (("A", 0, n), ("B", 0, n)),
@@ -231,11 +228,10 @@ class IommufdTable(DriverTable):
 
     def _declare(self, alphabet) -> tuple:
         env, n = self.env, self.n
-        B = B2
         allocs, ok_allocs = [], []             # (ioas, hid, first stage) of every / every good alloc
         for _a, op, _g in alphabet:
             if op[0] == "hwpt_alloc":
-                kw = op[-1] if isinstance(op[-1], dict) else {}
+                kw = op_parts(op)[2]
                 allocs.append((op[1], op[2], bool(kw.get("fs"))))
                 if not kw.get("fail"):
                     ok_allocs.append(allocs[-1])
@@ -250,7 +246,7 @@ class IommufdTable(DriverTable):
                                                          for k in range(len(devs) + 1)))
                 nc0 = env.group(hid).nc
                 ncs = (nc0, False) if nc0 else (False,)
-                for nc, hm, d in itertools.product(ncs, B, dv):
+                for nc, hm, d in itertools.product(ncs, BOOLS, dv):
                     if hm and not iommufd._tracks_hm(env, nc0, fs):
                         continue
                     out.append((hid, nc, fs, hm, (), d))
@@ -274,7 +270,7 @@ class IommufdTable(DriverTable):
         pids = (None,) + tuple(range(n + 1))
         pages = tuple(tuple((p, 0, n, bit) for p, bit in zip(sub, bits))
                       for k in range(n + 2) for sub in itertools.combinations(range(n + 1), k)
-                      for bits in itertools.product(B, repeat=k))
+                      for bits in itertools.product(BOOLS, repeat=k))
         snps = tuple(tuple(c) for k in range(len(upgradable) + 1)
                      for c in itertools.combinations(upgradable, k))
         self._hid_io = {}
@@ -286,24 +282,24 @@ class IommufdTable(DriverTable):
         for io, hid, _fs in ok_allocs:
             if io == "A":
                 ops += tuple(Op("alloc", io, hid, pid=p, held=h, other=o, flush=f)
-                             for p, h, o, f in BB(P, B, B, B))
+                             for p, h, o, f in BB(P, BOOLS, BOOLS, BOOLS))
             else:
                 ops += tuple(Op("alloc", io, hid, pid=p, held=h, other=o, cntpos=c, seen=e, bit=b)
-                             for p, h, o, c, e, b in BB(P, B, B, B, B, SETBIT))
+                             for p, h, o, c, e, b in BB(P, BOOLS, BOOLS, BOOLS, BOOLS, SETBIT))
         for _a, op, _g in alphabet:
             if op[0] == "hwpt_destroy" and op[1] in self._hid_io:
                 ops += tuple(Op("destroy", self._hid_io[op[1]], op[1], pid=p, held=h, other=o, bit=b)
-                             for p, h, o, b in BB(P, B, B, BIT))
+                             for p, h, o, b in BB(P, BOOLS, BOOLS, BIT))
         for _d, hid in attach:
             if hid in self._hid_io:
                 io = self._hid_io[hid]
                 ops += tuple(Op("attach", io, hid, pid=p, snp=x)
                              for p, x in BB(P if io == "A" else (None,), ("set", "clear")))
-        ops += tuple(Op("map", pin=a, flush=f, unpin=u) for a, f, u in BB(B, B, B))
+        ops += tuple(Op("map", pin=a, flush=f, unpin=u) for a, f, u in BB(BOOLS, BOOLS, BOOLS))
         ops += tuple(Op("copy", pid=p, held=h, other=o, cntpos=c, nc=x, bit=b)
-                     for p, h, o, c, x, b in BB(P[1:], B, B, B, B, SETBIT))
+                     for p, h, o, c, x, b in BB(P[1:], BOOLS, BOOLS, BOOLS, BOOLS, SETBIT))
         ops += tuple(Op(k, pid=p, held=h, other=o, seen=e, bit=b)
-                     for k in ("unmapA", "unmapB") for p, h, o, e, b in BB(P, B, B, B, BIT))
+                     for k in ("unmapA", "unmapB") for p, h, o, e, b in BB(P, BOOLS, BOOLS, BOOLS, BIT))
         s0 = self._s0
         # a page's cache line: every line the alphabet's CPU and device ops, zero fill, eviction
         # and flush make from the initial ones
@@ -320,10 +316,10 @@ class IommufdTable(DriverTable):
                 Column("A.area", pids), Column("B.hwpts", hw_domain("B")),
                 Column("B.nc_count", cnt_domain("B")), Column("pages", pages),
                 Column("kvm_files", (s0.kvm_files,)), Column("kvm_nc", (s0.kvm_nc,)),
-                Column("dev_read", B), Column("bad_read", B))
+                Column("dev_read", BOOLS), Column("bad_read", BOOLS))
         for j in range(n):
             nm = env.names[j]
-            cols += (Column(f"{nm}.line", lines), Column(f"{nm}.populated", B),
+            cols += (Column(f"{nm}.line", lines), Column(f"{nm}.populated", BOOLS),
                      Column(f"B@{j}", pids), Column(f"{nm}.snp0", snps))
         return cols + (Column("op", ops, transient=True),)
 
@@ -532,7 +528,8 @@ class IommufdTable(DriverTable):
         return lines[j], popl[j], slot, snp, op
 
     def _hm_step(self, vals):
-        """A new ``B`` hwpt whose fill mapped an area: Intel's has_mappings (v6.7+)."""
+        """A new ``B`` hwpt whose fill mapped an area: Intel's has_mappings (drivers/iommu/intel/
+        iommu.c, e645c20e8e9c, v6.7+), as iommufd.hwpt_alloc sets it when the IOAS has areas."""
         hw_b, op = vals
         if op is not None and op.kind == "alloc" and op.io == "B" and op.seen:
             hw_b = tuple((h[0], h[1], h[2], True, h[4], h[5])
@@ -541,7 +538,8 @@ class IommufdTable(DriverTable):
         return hw_b, op
 
     def _free_step(self, vals):
-        """The end of a walk: the pages objects no area holds any more are freed; the op
+        """The end of a walk: the pages objects no area holds any more are freed (iopt_unmap_iova
+        drops the areas' references to their iopt_pages, as iommufd.ioas_unmap models it); the op
         cleared."""
         pages, op = vals
         if op is not None and op.kind == "unmapA" and not op.seen:

@@ -48,7 +48,7 @@ from typing import NamedTuple
 from memtypes.arch import cache
 from memtypes.check.families.dma_table import DriverTable
 from memtypes.explore.table import Chain, Column, Moves, Step
-from memtypes.linux.dma import bind, type1
+from memtypes.linux.dma import bind, op_parts, type1
 from memtypes.linux.dma import variants as V
 
 (IOMMU, DOMAINS, HAS_NC, NC_COUNT, KVM_FILES, KVM_NC, DEV_READ, BAD_READ, UNPINNED,
@@ -224,8 +224,7 @@ class Type1Table(DriverTable):
     # --- chains: attach, detach, release --------------------------------------------------------
     def _chain(self, a, op) -> Chain:
         env, M = self.env, self.MODE
-        name = op[0]
-        kw = op[-1] if isinstance(op[-1], dict) else {}
+        name, _args, kw = op_parts(op)
         if name == "attach":
             g = op[1]
             if (kw.get("fail_at") not in (None, 0) or kw.get("probe") not in (None, "read")

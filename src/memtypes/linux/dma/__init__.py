@@ -33,7 +33,7 @@ from memtypes.linux.dma import iommufd, kvm_vfio, type1, x86_kvm
 from memtypes.linux.dma import variants
 from memtypes.linux.dma.common import FLUSH_FNS, Env, Group, make_env
 
-__all__ = ["Env", "Group", "make_env", "Step", "run", "apply", "bind", "initial", "type1", "iommufd",
+__all__ = ["Env", "Group", "make_env", "Step", "run", "apply", "bind", "op_parts", "initial", "type1", "iommufd",
            "kvm_vfio", "x86_kvm", "variants", "flushes", "reads", "FLUSH_FNS"]
 
 
@@ -81,14 +81,18 @@ def apply(env: Env, s, op: tuple):
     return bind(env, op, "type1" if isinstance(s, type1.T1) else "iommufd")(s)
 
 
+def op_parts(op: tuple) -> tuple[str, tuple, dict]:
+    """``(name, positional arguments, keyword arguments)`` of an op tuple (a trailing dict
+    holds the keyword arguments)."""
+    if op and isinstance(op[-1], dict):
+        return op[0], op[1:-1], op[-1]
+    return op[0], op[1:], {}
+
+
 def bind(env: Env, op: tuple, backend: str = "type1"):
     """Operation ``op`` of ``backend`` resolved once: a function ``state -> (state, events)``
     (the explorer applies each op of its alphabet to many states)."""
-    kw = {}
-    if op and isinstance(op[-1], dict):
-        kw = op[-1]
-        op = op[:-1]
-    name, args = op[0], op[1:]
+    name, args, kw = op_parts(op)
     t1 = backend == "type1"
     mod = type1 if t1 else iommufd
     if name == "guest_read":
