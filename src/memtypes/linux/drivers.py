@@ -46,8 +46,11 @@ class Backing:
 R_ANON = Reason("mm/mmap-anon", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits() (M-mte62)",
                 "MAP_ANONYMOUS gets VM_MTE_ALLOWED; private, default pgprot MT_NORMAL; THP possible")
 R_SHMEM = Reason("mm/mmap-shmem", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(); "
-                 "mm/shmem.c (M-mte62)",
-                 "memfd/shmem MAP_SHARED: RAM-based file, VM_MTE_ALLOWED, VM_SHARED, MT_NORMAL")
+                 "mm/shmem.c (M-mte62); mm/shmem.c shmem_huge = SHMEM_HUGE_NEVER by default (6.1.192, "
+                 "6.12.118; 7.2/7.3 SHMEM_HUGE_DEFAULT from Kconfig, NEVER unless configured); seen by "
+                 "memtypes conform on 6.12.118: stage 2 maps shared anonymous, memfd and tmpfs pages at PAGE",
+                 "memfd/shmem MAP_SHARED: RAM-based file, VM_MTE_ALLOWED, VM_SHARED, MT_NORMAL; no huge "
+                 "pages unless shmem_enabled/huge= says so, so no THP block at stage 2")
 R_FILE = Reason("mm/mmap-file", "arch/arm64/include/asm/mman.h (M-mte62); TV7",
                 "regular file MAP_PRIVATE: page-cache RAM, no VM_MTE_ALLOWED (not RAM-based)")
 R_DEVMEM = Reason("drivers/mmap_mem", "drivers/char/mem.c mmap_mem(); arch/arm64/mm/mmu.c "
@@ -104,7 +107,7 @@ def _anon(any_uc: bool) -> Backing:
 
 
 def _shmem(any_uc: bool) -> Backing:
-    return Backing("shmem", Vma("shmem", VM_SHARED | VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED, HUGE_THP),
+    return Backing("shmem", Vma("shmem", VM_SHARED | VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED),
                    RAM_TAGGED, reason=R_SHMEM)
 
 
