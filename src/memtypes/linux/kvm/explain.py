@@ -55,6 +55,7 @@ class Explanation:
     fault: FaultResult
     guest: tuple[tuple[str, str], ...]
     reasons: tuple[Reason, ...]
+    vm_mte_after: tuple[str, str | None] | None = None  # KVM_ENABLE_CAP(205) after the memslot, if asked
 
     def as_dict(self) -> dict:
         f = self.fault.as_dict()
@@ -68,6 +69,8 @@ class Explanation:
             "remap": self.remap,
             "fault_kind": self.fault_kind,
             "vm": {"mte": ({"result": self.vm_mte[0], "errno": self.vm_mte[1]} if self.vm_mte else None)},
+            **({"vm_mte_after_memslot": {"result": self.vm_mte_after[0], "errno": self.vm_mte_after[1]}}
+               if self.vm_mte_after else {}),
             "memslot": ms,
             "fault": f,
             "guest": dict(self.guest),
@@ -116,8 +119,12 @@ def _available(b: Backing, k: Kernel) -> bool:
 
 
 def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_mte: bool = False,
-            slot_flags: str | None = None, remap: str | None = None, fault: str = "read") -> Explanation:
-    """Run one memslot creation (+ optional remap) and one fault; see the module docstring."""
+            slot_flags: str | None = None, remap: str | None = None, fault: str = "read",
+            mte_after_memslot: bool = False) -> Explanation:
+    """Run one memslot creation (+ optional remap) and one fault; see the module docstring.
+
+    ``mte_after_memslot``: enable KVM_CAP_ARM_MTE after the memslot exists (before any vCPU), so
+    the memslot checks ran on a VM without MTE and only the fault-time checks see it."""
     drivers.check_kind(backing, where="--backing")
     if remap is not None:
         drivers.check_kind(remap, where="--remap")
@@ -152,6 +159,12 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
         memslot = kvm_arch_prepare_memory_region(rules, host, vm, "create", slot, vmas)
         rs.extend(memslot.reasons)
 
+    mte_after = None
+    if mte_after_memslot and not vm_mte:
+        vm, err, why = enable_cap(rules, host, vm, KVM_CAP_ARM_MTE)
+        mte_after = ("error" if err else "ok", err)
+        rs.append(why)
+
     if na == "driver not in this kernel" or (memslot is not None and not memslot.ok):
         result = FaultResult("skipped")
     else:
@@ -183,4 +196,4 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
     seen: set[Reason] = set()
     reasons = tuple(r for r in rs if not (r in seen or seen.add(r)))
     return Explanation(k, host_name, host, backing, remap, fault, mte_step, memslot, na, result, guest,
-                       reasons)
+                       reasons, mte_after)
