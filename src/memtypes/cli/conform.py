@@ -1,0 +1,141 @@
+"""``memtypes conform``: hold the model against real kernels running as KVM hosts.
+
+``memtypes conform [--qemu] [--kernels SPEC,...] [--cpus CPU,...] [--kernel-image FILE
+[--modules DIR]] [--jobs N] [--json FILE] [--html FILE] [--strict]`` or ``memtypes conform
+--live [--vfio BDF]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from memtypes.cli.app import app
+from memtypes.errors import InputError
+
+HELP = """Compare the model's predictions with what real Linux kernels do as KVM hosts.
+
+\b
+--qemu (default): Debian's arm64 kernels, fetched by package name into ~/.cache/memtypes
+under a private APT configuration (the machine's apt setup is never changed), each booted
+under QEMU (TCG, -M virt,virtualization=on) with memtypes' agent as init.  The agent drives
+/dev/kvm (capabilities, memslots over every backing, a tiny guest that reads, writes and
+executes, MTE tags) and the harness reads the stage-2 descriptors through QEMU's gdbstub.
+Each observation is compared with the model for the exact kernel version and the CPU
+features the booted kernel detected: agree, mismatch, not observable here, not modelled.
+--live: the same agent on this arm64 host's running kernel (scratch VMs only; nothing is
+bound to vfio unless --vfio BDF names a device); reports which era its behaviour matches.
+
+\b
+--kernels: series (7.2: its newest point release), exact releases (6.12.117), ranges of
+point releases (6.12.43..6.12.118: every one the registry has), default (every series).
+--cpus: QEMU CPU models (default max,cortex-a57,neoverse-n1: FWB+MTE+DIC with VHE, no FWB
+with nVHE, no FWB with VHE).
+"""
+
+
+def _split(values: Optional[List[str]]) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
+
+
+def _check_out(path: Optional[str], opt: str) -> Optional[Path]:
+    """Fail before any work if an output file cannot be written."""
+    if path is None:
+        return None
+    p = Path(path)
+    d = p.parent if str(p.parent) else Path(".")
+    if p.is_dir() or not d.is_dir() or not os.access(d, os.W_OK):
+        raise InputError(f"cannot write '{path}'", where=opt, expected="a file path in a writable folder")
+    return p
+
+
+def _write_atomic(p: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command("conform", help=HELP)
+def conform_cmd(
+    qemu: bool = typer.Option(False, "--qemu", help="boot Debian's kernels under QEMU (the default)"),
+    live: bool = typer.Option(False, "--live", help="run the agent on this arm64 host's kernel"),
+    kernels: Optional[List[str]] = typer.Option(None, "--kernels", help="SPEC[,SPEC...] (default: every series)"),
+    cpus: Optional[List[str]] = typer.Option(None, "--cpus", help="CPU[,CPU...] (default max,cortex-a57,neoverse-n1)"),
+    kernel_image: Optional[str] = typer.Option(None, "--kernel-image", help="an arm64 Image you built"),
+    modules: Optional[str] = typer.Option(None, "--modules", help="its modules folder (lib/modules/RELEASE)"),
+    jobs: int = typer.Option(2, "--jobs", help="QEMUs at once"),
+    timeout: float = typer.Option(240.0, "--timeout", help="seconds per boot before QEMU is killed"),
+    vfio: Optional[str] = typer.Option(None, "--vfio", help="--live: a PCI device (BDF) the agent may bind to vfio-pci"),
+    json_out: Optional[str] = typer.Option(None, "--json", help="write the observations and predictions as JSON"),
+    html_out: Optional[str] = typer.Option(None, "--html", help="write an HTML report"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 if any mismatch remains (or a kernel did not run)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="list agreeing observations too"),
+) -> None:
+    from rich.console import Console
+
+    from memtypes.conform import run as conform_run
+    from memtypes.report import conform as rep
+    from memtypes.report.jsondoc import dumps
+
+    if qemu and live:
+        raise InputError("--qemu and --live exclude each other", where="conform", expected="one of them")
+    if jobs < 1 or jobs > 16:
+        raise InputError(f"--jobs {jobs} is out of range", where="--jobs", expected="1 to 16")
+    if not (timeout > 0 and timeout <= 3600):
+        raise InputError(f"--timeout {timeout} is out of range", where="--timeout", expected="0 < seconds <= 3600")
+    if modules and not kernel_image:
+        raise InputError("--modules needs --kernel-image", where="--modules", expected="--kernel-image FILE")
+    if kernel_image and not Path(kernel_image).is_file():
+        raise InputError(f"no such file '{kernel_image}'", where="--kernel-image", expected="an arm64 kernel Image")
+    if modules and not Path(modules).is_dir():
+        raise InputError(f"no such folder '{modules}'", where="--modules", expected="a lib/modules/RELEASE folder")
+    jp, hp = _check_out(json_out, "--json"), _check_out(html_out, "--html")
+    con = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    err = Console(stderr=True)
+    t0 = time.monotonic()
+
+    def event(msg: str) -> None:
+        err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}", highlight=False)
+
+    facts: dict = {"mode": "live" if live else "qemu"}
+    if live:
+        res, eras = conform_run.run_live(vfio=vfio)
+        results = [res]
+        facts["eras"] = eras
+    else:
+        cpu_list = _split(cpus) or list(conform_run.DEFAULT_CPUS)
+        results = conform_run.run_qemu(_split(kernels), cpu_list, jobs=jobs,
+                                       kernel_image=Path(kernel_image) if kernel_image else None,
+                                       modules=Path(modules) if modules else None, timeout_s=timeout,
+                                       on_event=event)
+        facts["qemu"] = next((r.qemu_version for r in results if r.qemu_version), "")
+    facts["cpus"] = sorted({r.cpu for r in results})
+    if jp is None and hp is None:
+        rep.render_text(con, results, verbose=verbose)
+    if live:
+        best = max(facts["eras"], key=lambda e: (e["agree"] - e["mismatch"], e["era"]))
+        con.print(f"behaviour matches era {best['era']} best "
+                  f"({best['agree']} agree, {best['mismatch']} mismatch)")
+    if jp is not None:
+        _write_atomic(jp, dumps(rep.conform_doc(results, facts=facts)))
+    if hp is not None:
+        _write_atomic(hp, rep.render_html(results, facts=facts))
+    for r in results:
+        con.print(f"{r.kernel} {r.cpu}: {rep.summary(r)}", highlight=False)
+    bad = sum(r.counts().get("mismatch", 0) for r in results) + sum(not r.ran for r in results)
+    if strict and bad:
+        raise typer.Exit(1)

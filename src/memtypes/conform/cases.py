@@ -1,0 +1,104 @@
+"""The cases the conform agent runs, generated from the model's own input space.
+
+A case is a flat mapping (it is written to the agent as JSON and read back by a tiny C parser):
+
+* ``kind``: ``caps`` (KVM_CHECK_EXTENSION on the system and a VM fd), ``mte-cap-order``
+  (KVM_ENABLE_CAP(KVM_CAP_ARM_MTE) before and after a vCPU exists) or ``slot`` (one memslot
+  over one backing and one guest access);
+* for ``slot``: ``backing`` (an agent backing, see :data:`AGENT_BACKINGS`), ``flags``
+  (``readonly``, ``log_dirty``), ``mte`` (``off``, ``before`` or ``after`` the memslot), ``remap``
+  (another backing mmapped over the slot's range after it exists), ``access`` (``read``,
+  ``write``, ``exec``), ``walk`` (read the stage-2 descriptor through the gdbstub),
+  ``misalign`` (the hva 4 KiB off a 2 MiB boundary), ``pretag`` (host memory mapped PROT_MTE
+  with tags set before the guest touches it), ``tags`` (KVM_ARM_MTE_COPY_TAGS after the access),
+  ``tags_errors`` (the ioctl's error paths too).
+
+Ids are stable (``anon-private/read``, ``mte-before/anon-private/read``): observations, fixtures
+and reports refer to them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from memtypes.linux.kvm.eras import Kernel
+
+# The backings the agent can produce on a QEMU virt machine (with an ivshmem-plain device for
+# the PCI BAR kinds) or on a live host.  Names follow issue 16's model kinds.
+AGENT_BACKINGS: tuple[str, ...] = (
+    "anon-private", "anon-shared", "memfd-private", "memfd-shared", "tmpfs-private", "tmpfs-shared",
+    "ramfs-private", "ramfs-shared", "devzero-private", "hugetlb-memfd", "hugetlb-anon",
+    "pci-resource", "pci-resource-wc", "vfio-pci-bar", "guest-memfd", "hole",
+)
+ACCESSES = ("read", "write", "exec")
+GMEM_SINCE = (6, 18)   # KVM_CREATE_GUEST_MEMFD on arm64 (M-gmem; linux/drivers.py _guest_memfd)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str = "slot"
+    backing: str = ""
+    access: str = "read"
+    flags: str = ""
+    mte: str = "off"
+    remap: str | None = None
+    walk: bool = False
+    misalign: bool = False
+    pretag: bool = False
+    tags: bool = False
+    tags_errors: bool = False
+
+    def as_agent(self) -> dict:
+        d: dict = {"id": self.id, "kind": self.kind}
+        if self.kind == "slot":
+            d.update(backing=self.backing, access=self.access, flags=self.flags, mte=self.mte,
+                     remap=self.remap, walk=int(self.walk), misalign=int(self.misalign),
+                     pretag=int(self.pretag), tags=int(self.tags), tags_errors=int(self.tags_errors))
+        return d
+
+
+def _slot(backing: str, access: str, *, prefix: str = "", **kw) -> Case:
+    tail = f"{backing}/{access}"
+    return Case(id=f"{prefix}{tail}", backing=backing, access=access, walk=True, **kw)
+
+
+def generate(kernel: Kernel, *, mte: bool, pci: bool = True, vfio: bool = True) -> list[Case]:
+    """The cases for one kernel.  ``mte``: the CPU is expected to have MTE (the MTE cases are
+    only worth their time there; predictions still use the features the agent reports).
+    ``pci``/``vfio``: a PCI device (ivshmem BAR2) is present / may be bound to vfio-pci."""
+    v = kernel.version
+    backings = [b for b in AGENT_BACKINGS
+                if (b != "guest-memfd" or (v.major, v.minor) >= GMEM_SINCE)
+                and (pci or not b.startswith("pci-"))
+                and (vfio or b != "vfio-pci-bar")]
+    cases = [Case(id="caps", kind="caps"), Case(id="mte-cap-order", kind="mte-cap-order")]
+    for b in backings:
+        for a in ACCESSES:
+            cases.append(_slot(b, a))
+    for b in ("anon-private",) + (("vfio-pci-bar",) if "vfio-pci-bar" in backings else ()):
+        for fl in ("readonly", "log_dirty"):
+            for a in ("read", "write"):
+                cases.append(_slot(b, a, prefix=f"{fl}/", flags=fl))
+    if "vfio-pci-bar" in backings:
+        cases.append(_slot("vfio-pci-bar", "read", prefix="misalign/", misalign=True))
+        cases.append(_slot("anon-private", "read", prefix="remap-vfio-pci-bar/", remap="vfio-pci-bar"))
+        cases.append(_slot("vfio-pci-bar", "read", prefix="remap-anon-private/", remap="anon-private"))
+    cases.append(_slot("anon-private", "read", prefix="remap-hole/", remap="hole"))
+    if mte:
+        for b in backings:
+            cases.append(_slot(b, "read", prefix="mte-before/", mte="before", tags=True))
+        for b in ("anon-private", "ramfs-shared", "devzero-private", "tmpfs-private"):
+            cases.append(_slot(b, "read", prefix="mte-after/", mte="after", tags=True))
+        cases.append(_slot("anon-private", "read", prefix="mte-pretag/", mte="before", pretag=True,
+                           tags=True))
+        cases.append(_slot("anon-private", "read", prefix="mte-tags-errors/", mte="before",
+                           flags="log_dirty", tags=True, tags_errors=True))
+    return cases
+
+
+def cases_json(cases: list[Case]) -> bytes:
+    """The agent's input: a JSON array of flat objects, one per line (deterministic)."""
+    rows = [json.dumps(c.as_agent(), sort_keys=True) for c in cases]
+    return ("[\n" + ",\n".join(rows) + "\n]\n").encode()

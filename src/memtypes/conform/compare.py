@@ -1,0 +1,198 @@
+"""Observations against predictions: agree, mismatch, not observable here, not modelled.
+
+The agent prints ``@@{...}`` lines (see ``agent/agent.c``); the harness adds one ``walk`` line
+per stage-2 walk.  :func:`parse_lines` keeps them, :func:`host_features` reads the CPU features
+the booted kernel really detected, and :func:`compare` lines every observation up with the
+model's prediction for the same case (``predict.py``).  A field is compared only where the
+model predicts it; nothing is skipped by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from memtypes.arch.features import Features
+from memtypes.arch.reason import Reason
+from memtypes.conform.cases import Case
+from memtypes.conform.predict import Prediction, predict
+from memtypes.linux.kvm.eras import Kernel
+
+AGREE = "agree"
+MISMATCH = "mismatch"
+NOT_OBSERVABLE = "not observable here"
+NOT_MODELLED = "not modelled"
+STATUSES = (AGREE, MISMATCH, NOT_OBSERVABLE, NOT_MODELLED)
+
+SIZES = {3: "PAGE", 2: "PMD", 1: "PUD"}
+# what the agent puts at the slot's first bytes (agent.c MAGIC, RET_INSN), as the walk reads them
+MAGIC_HEX = (0x4D454D5459504553).to_bytes(8, "little").hex()
+RET_HEX = (0xD65F03C0).to_bytes(4, "little").hex()
+
+
+def parse_lines(lines: list[str]) -> list[dict]:
+    """The ``@@{json}`` observation lines among a boot's console output, in order."""
+    out = []
+    for line in lines:
+        i = line.find("@@{")
+        if i < 0:
+            continue
+        try:
+            d = json.loads(line[i + 2:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(d, dict):
+            out.append(d)
+    return out
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    release: str = ""
+    features: Features = Features()
+    mode: str = "unknown"          # vhe, nvhe, protected
+    kvm: bool = False
+    kmsg: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"release": self.release, "mode": self.mode, "kvm": self.kvm,
+                "features": {k: int(v) for k, v in self.features.as_dict().items()}}
+
+
+def host_features(obs: list[dict]) -> HostFacts:
+    """FWB from the kernel's cpufeature line ("Stage-2 Force Write-Back"), DIC from CTR_EL0 as
+    EL0 reads it, MTE from HWCAP2_MTE, the KVM mode from KVM's init line."""
+    host = next((o for o in obs if o.get("obs") == "host"), {})
+    kmsg = tuple(o.get("line", "") for o in obs if o.get("obs") == "kmsg")
+    text = "\n".join(kmsg)
+    fwb = "Stage-2 Force Write-Back" in text
+    mode = ("protected" if "Protected nVHE mode" in text else "vhe" if "VHE mode initialized" in text
+            else "nvhe" if "Hyp mode initialized" in text else "unknown")
+    feats = Features(fwb=fwb, dic=bool(host.get("dic")), mte=bool(host.get("hwcap2_mte")))
+    return HostFacts(str(host.get("release", "")), feats, mode, bool(host.get("kvm")), kmsg)
+
+
+def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
+    """{case id: {observation key: values}} (keys as in ``predict.Prediction``)."""
+    by: dict[str, dict[str, dict]] = {}
+    for o in obs:
+        if isinstance(o.get("s2"), dict) and o["s2"].get("id"):
+            # the harness's stage-2 walk (qemu.py _serve_walk): the leaf descriptor's fields
+            w = o["s2"]
+            d = by.setdefault(str(w["id"]), {})
+            if w.get("error"):
+                d["walk"] = {"error": w["error"]}
+            else:
+                xn = int(w.get("xn", 0))
+                # XN[1:0] 0b00 and 0b11 allow execution at EL1 (Arm ARM D8.4.2, FEAT_XNX)
+                d["walk"] = {"memattr": w.get("memattr"), "size": SIZES.get(w.get("level"), w.get("level")),
+                             "w": bool(int(w.get("s2ap", 0)) & 2), "x": xn in (0, 3),
+                             "self_check": (str(w["data"]).startswith((MAGIC_HEX, RET_HEX))
+                                            if "data" in w else None),
+                             "raw": w}
+            continue
+        case, kind = o.get("case"), o.get("obs")
+        if not case or not kind:
+            continue
+        d = by.setdefault(str(case), {})
+        if kind == "start":
+            d["_started"] = {}
+        elif kind == "memslot":
+            d["memslot"] = {"errno": o.get("errno", "")}
+        elif kind == "run" and o.get("phase") == "access":
+            d["run:access"] = {"outcome": o.get("outcome"), "errno": o.get("errno", ""), "ec": o.get("ec")}
+        elif kind == "read":
+            d["read"] = {"value_ok": bool(o.get("value_ok"))}
+        elif kind == "enable_cap":
+            d[f"enable_cap:{o.get('when')}"] = {"errno": o.get("errno", "")}
+        elif kind == "copy_tags":
+            d[f"copy_tags:{o.get('what')}"] = {"errno": o.get("errno", ""), "nonzero": o.get("nonzero")}
+        elif kind == "cap":
+            d[f"cap:{o.get('cap')}"] = {k: o.get(k) for k in ("system", "system_errno", "vm", "vm_errno")}
+        elif kind == "mmap" and not o.get("ok"):
+            d["_unavailable"] = {"why": f"{o.get('what')}: {o.get('step', 'mmap')} failed ({o.get('errno')})"}
+        elif kind == "error":
+            d["_error"] = {"why": f"{o.get('what')} ({o.get('errno', '')})"}
+    return by
+
+
+@dataclass
+class Row:
+    case: str
+    key: str
+    status: str
+    observed: dict | None = None
+    expected: dict | None = None
+    reasons: tuple[Reason, ...] = ()
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        d = {"case": self.case, "key": self.key, "status": self.status, "observed": self.observed,
+             "expected": self.expected, "reasons": [r.as_dict() for r in self.reasons]}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass
+class Comparison:
+    host: HostFacts
+    rows: list[Row] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        c = {s: 0 for s in STATUSES}
+        for r in self.rows:
+            c[r.status] += 1
+        return c
+
+
+def _match(expected: dict, observed: dict) -> bool:
+    return all(observed.get(k) == v for k, v in expected.items())
+
+
+def compare(kernel: Kernel, cases: list[Case], obs: list[dict]) -> Comparison:
+    """Every case's observations against the model's predictions for ``kernel`` on the CPU
+    features the agent reported."""
+    facts = host_features(obs)
+    by = observations_by_case(obs)
+    cmp = Comparison(facts)
+    for case in cases:
+        seen = by.get(case.id, {})
+        pred: Prediction = predict(kernel, facts.features, case)
+        blocked = seen.get("_unavailable") or seen.get("_error")
+        if "*" in pred.na:
+            for key, val in sorted(seen.items()):
+                if not key.startswith("_"):
+                    cmp.rows.append(Row(case.id, key, NOT_MODELLED, val, None, (), pred.na["*"]))
+            if not seen:
+                cmp.rows.append(Row(case.id, "*", NOT_MODELLED, None, None, (), pred.na["*"]))
+            continue
+        for key, exp in pred.expect.items():
+            got = seen.get(key)
+            why = pred.reasons.get(key, ())
+            if got is None:
+                if blocked:
+                    note, status = blocked["why"], NOT_OBSERVABLE
+                elif "_started" not in seen:
+                    note, status = "the run ended before this case", NOT_OBSERVABLE
+                elif key == "walk":
+                    note, status = "no stage-2 walk (no gdbstub, or the access did not complete)", NOT_OBSERVABLE
+                else:
+                    note, status = "no observation: the agent stopped before this step", MISMATCH
+                cmp.rows.append(Row(case.id, key, status, None, exp, why, note))
+            elif "error" in got and key == "walk":
+                cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, got, exp, why, str(got["error"])))
+            elif key == "walk" and got.get("self_check") is False:
+                shown = {k: v for k, v in got.items() if k != "raw"}
+                cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, shown, exp, why,
+                                    "walk self-check failed: the output address does not hold what the agent wrote"))
+            else:
+                shown = {k: v for k, v in got.items() if k != "raw"}
+                cmp.rows.append(Row(case.id, key, AGREE if _match(exp, got) else MISMATCH, shown, exp, why))
+        for key, val in sorted(seen.items()):
+            if key.startswith("_") or key in pred.expect:
+                continue
+            note = pred.na.get(key, "the model makes no prediction for this observation")
+            shown = {k: v for k, v in val.items() if k != "raw"}
+            cmp.rows.append(Row(case.id, key, NOT_MODELLED, shown, None, (), note))
+    return cmp

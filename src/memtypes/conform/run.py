@@ -1,0 +1,229 @@
+"""``memtypes conform``: the model's predictions against what real kernels do.
+
+For each kernel x CPU: generate the cases from the model (``cases.py``), build the agent
+(``build.py``), pack it with the cases and the vfio modules into an initramfs (``initrd.py``),
+boot the kernel under QEMU as a KVM host (``qemu.py``), answer the agent's stage-2 walk
+requests through the gdbstub (``gdbstub.py``), then compare every observation with the model's
+prediction for the same exact kernel version and the CPU features the agent reported
+(``compare.py``).  ``--live`` runs the same agent on this machine's own kernel instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from memtypes.conform import cases as cases_mod
+from memtypes.conform.build import build_agent
+from memtypes.conform.compare import AGREE, MISMATCH, Comparison, compare, host_features, parse_lines
+from memtypes.errors import InputError
+from memtypes.linux.kvm.eras import ERAS, Kernel, kernel as model_kernel
+
+DEFAULT_CPUS = ("max", "cortex-a57", "neoverse-n1")
+CPU_MTE = {"max"}                     # QEMU CPU models with MTE (realkernel.md: only `max`)
+VFIO_MODULES = ("vfio-pci", "vfio_iommu_type1")
+BOOT_TIMEOUT_S = 240.0
+
+
+@dataclass
+class TargetResult:
+    """One kernel on one CPU: the comparison, or why it did not run."""
+
+    kernel: str                       # the upstream version booted (e.g. 6.12.118)
+    cpu: str
+    release: str = ""
+    model_kernel: str = ""            # what the model used ("7.3 (newer than the model: ...)")
+    comparison: Comparison | None = None
+    error: str = ""
+    wall_s: float = 0.0
+    qemu_version: str = ""
+    raw_lines: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> bool:
+        return self.comparison is not None
+
+    def counts(self) -> dict[str, int]:
+        return self.comparison.counts() if self.comparison else {}
+
+    def as_dict(self) -> dict:
+        d = {"kernel": self.kernel, "cpu": self.cpu, "release": self.release,
+             "model_kernel": self.model_kernel, "qemu": self.qemu_version, "error": self.error or None}
+        if self.comparison:
+            d["host"] = self.comparison.host.as_dict()
+            d["counts"] = self.counts()
+            d["rows"] = [r.as_dict() for r in self.comparison.rows]
+        return d
+
+
+def resolve_model_kernel(version: str) -> tuple[Kernel | None, str]:
+    """The model's kernel for an exact booted version, or None and why the model refuses it."""
+    try:
+        k = model_kernel(version, where="kernel")
+    except InputError as e:
+        return None, e.one_line()
+    return k, f"{k.version} (era {k.rules.span})"
+
+
+def _refused(case_list, why: str) -> Comparison:
+    from memtypes.conform.compare import NOT_MODELLED, Row
+    cmp = Comparison(host_features([]))
+    cmp.rows = [Row(c.id, "*", NOT_MODELLED, None, None, (), why) for c in case_list]
+    return cmp
+
+
+def compare_target(version: str, case_list, lines: list[str]) -> tuple[Comparison, str]:
+    """Observations of one boot (console lines) against the model for ``version``."""
+    k, label = resolve_model_kernel(version)
+    obs = parse_lines(lines)
+    if k is None:
+        cmp = _refused(case_list, f"the model has no rules for this kernel: {label}")
+        cmp.host = host_features(obs)
+        return cmp, label
+    return compare(k, case_list, obs), label
+
+
+def _cases_for(version: str, cpu: str, *, pci: bool, vfio: bool) -> list:
+    k, _ = resolve_model_kernel(version)
+    if k is None:   # still run what the newest era would ask: the observations are recorded
+        k = model_kernel(f"{ERAS[-1].first[0]}.{ERAS[-1].first[1]}")
+        k = replace(k, version=_version_of(version) or k.version)
+    return cases_mod.generate(k, mte=cpu in CPU_MTE, pci=pci, vfio=vfio)
+
+
+def _version_of(text: str):
+    from memtypes.linux.version import KernelVersion
+    parts = text.split(".")
+    try:
+        return KernelVersion(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
+    except (ValueError, IndexError):
+        return None
+
+
+# --- QEMU -------------------------------------------------------------------------------------------
+def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT_TIMEOUT_S,
+                    walk: bool = True, stop: threading.Event | None = None,
+                    on_event: Callable[[str], None] | None = None) -> TargetResult:
+    """Fetch, pack, boot and compare one kernel package on one QEMU CPU model."""
+    from memtypes.conform import fetch, initrd, qemu as qemu_mod
+    res = TargetResult(pkg.version, cpu, qemu_version=getattr(qemu, "version", ""))
+    t0 = time.monotonic()
+    try:
+        if on_event:
+            on_event(f"{pkg.version}/{cpu}: fetching")
+        files = fetch.fetch_kernel(pkg)
+        res.release = files.release
+        mods: list[Path] = []
+        if files.modules_dir is not None:
+            try:
+                mods = fetch.modules_closure(files.modules_dir, list(VFIO_MODULES))
+            except InputError:
+                mods = []
+        case_list = _cases_for(pkg.version, cpu, pci=True, vfio=bool(mods))
+        if not walk:
+            case_list = [replace(c, walk=False) for c in case_list]
+        members = initrd.agent_members(agent, cases_mod.cases_json(case_list), mods)
+        with tempfile.TemporaryDirectory(prefix="memtypes-conform-") as tmp:
+            rd = Path(tmp) / "initrd.cpio"
+            rd.write_bytes(initrd.cpio_bytes(members))
+            if on_event:
+                on_event(f"{pkg.version}/{cpu}: booting")
+            boot = qemu_mod.boot(qemu, files, rd, cpu, mte=cpu in CPU_MTE, smmu=True, ivshmem=True,
+                                 timeout_s=timeout_s, gdb=walk)
+        lines = list(boot.lines)
+        res.raw_lines = lines
+        cmp, label = compare_target(pkg.version, case_list, lines)
+        res.comparison, res.model_kernel = cmp, label
+        if boot.error or not boot.done:
+            res.error = boot.error or "the agent did not finish"
+    except InputError as e:
+        res.error = e.one_line()
+    res.wall_s = time.monotonic() - t0
+    return res
+
+
+def run_qemu(kernels: list[str], cpus: list[str], *, jobs: int = 2, kernel_image: Path | None = None,
+             modules: Path | None = None, timeout_s: float = BOOT_TIMEOUT_S, walk: bool = True,
+             on_event: Callable[[str], None] | None = None) -> list[TargetResult]:
+    """Every selected kernel x CPU, ``jobs`` QEMUs at once; results in (kernel, cpu) order."""
+    from memtypes.conform import fetch
+    agent = build_agent()
+    qemu = fetch.fetch_qemu()
+    if kernel_image is not None:
+        pkgs = [fetch.local_kernel(kernel_image, modules)]
+    else:
+        if on_event:
+            on_event("reading the registry's kernel list")
+        fetch.update()
+        pkgs = fetch.select(kernels or ["default"])
+    targets = [(p, c) for p in pkgs for c in cpus]
+    results: list[TargetResult | None] = [None] * len(targets)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futs = {pool.submit(run_qemu_target, p, c, qemu=qemu, agent=agent, timeout_s=timeout_s, walk=walk,
+                            on_event=on_event): i for i, (p, c) in enumerate(targets)}
+        for f in futs:
+            i = futs[f]
+            results[i] = f.result()
+            if on_event:
+                r = results[i]
+                on_event(f"{r.kernel}/{r.cpu}: " + (r.error or summary_line(r)))
+    return [r for r in results if r is not None]
+
+
+# --- live -------------------------------------------------------------------------------------------
+def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[TargetResult, list[dict]]:
+    """The agent on this machine's running kernel (arm64 with /dev/kvm).  Returns the result
+    against the model for the running version and, per era, how many observations agree."""
+    if platform.machine() not in ("aarch64", "arm64"):
+        raise InputError(f"this host is {platform.machine()}, not arm64: --live needs an arm64 KVM host",
+                         where="conform --live", expected="an arm64 host with /dev/kvm (or --qemu)")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise InputError("/dev/kvm is missing or not accessible", where="conform --live",
+                         expected="a KVM host where this user may open /dev/kvm")
+    agent = build_agent()
+    release = platform.release()
+    version = release.split("-")[0].split("+")[0]
+    case_list = [replace(c, walk=False) for c in _cases_for(version, "live", pci=False, vfio=bool(vfio))]
+    with tempfile.TemporaryDirectory(prefix="memtypes-live-") as tmp:
+        cf = Path(tmp) / "cases.json"
+        cf.write_bytes(cases_mod.cases_json(case_list))
+        env = dict(os.environ)
+        if vfio:
+            env["MEMTYPES_VFIO_BDF"] = vfio
+        proc = subprocess.run([str(agent), str(cf)], capture_output=True, text=True, timeout=timeout_s, env=env)
+    lines = proc.stdout.splitlines()
+    res = TargetResult(version, "live", release=release)
+    res.comparison, res.model_kernel = compare_target(version, case_list, lines)
+    eras = []
+    obs = parse_lines(lines)
+    for e in ERAS:
+        k = model_kernel(f"{e.first[0]}.{e.first[1]}" if e.era != "5.13" else "5.13")
+        c = compare(k, case_list, obs).counts()
+        eras.append({"era": e.span, "agree": c[AGREE], "mismatch": c[MISMATCH]})
+    return res, eras
+
+
+def summary_line(r: TargetResult) -> str:
+    if not r.ran:
+        return f"not run: {r.error}"
+    c = r.counts()
+    parts = [f"{c['agree']} agree", f"{c['mismatch']} mismatch", f"{c['not observable here']} not observable",
+             f"{c['not modelled']} not modelled"]
+    tail = f" ({r.error})" if r.error else ""
+    return ", ".join(parts) + f" in {r.wall_s:.0f} s" + tail
+
+
+def which_missing() -> list[str]:
+    """Tools conform needs that this machine lacks, as 'tool (apt-get install pkg)'."""
+    need = {"dpkg-deb": "dpkg", "apt-get": "apt"}
+    return [f"{t} (apt-get install {p})" for t, p in need.items() if shutil.which(t) is None]

@@ -1,0 +1,69 @@
+"""Renderings of ``memtypes conform``: a Rich table per kernel x CPU, a summary line per
+kernel, a deterministic JSON document and a self-contained HTML page.  No logic of its own:
+the statuses, predictions and reasons come from ``memtypes.conform``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SHOW = ("mismatch", "not modelled", "not observable here")
+
+
+def conform_doc(results, *, facts: dict) -> dict[str, Any]:
+    """The JSON document: the host facts (QEMU version, cache, ...), then per kernel x CPU the
+    booted release, the CPU features the agent reported, every observation with the model's
+    prediction and reasons, and the counts."""
+    return {"facts": facts, "targets": [r.as_dict() for r in results]}
+
+
+def _fmt(d: dict | None) -> str:
+    if not d:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def render_text(con, results, *, verbose: bool = False) -> None:
+    from rich.table import Table
+
+    for r in results:
+        head = f"[bold]{r.kernel}[/bold] on [bold]{r.cpu}[/bold]"
+        if r.release:
+            head += f"  ({r.release}"
+            if r.comparison:
+                f = r.comparison.host.features
+                head += f"; {r.comparison.host.mode}; fwb={int(f.fwb)} dic={int(f.dic)} mte={int(f.mte)}"
+            head += ")"
+        con.print(head)
+        if r.model_kernel:
+            con.print(f"  model: {r.model_kernel}")
+        if not r.ran:
+            con.print(f"  [red]not run[/red]: {r.error}")
+            continue
+        rows = [x for x in r.comparison.rows if verbose or x.status in SHOW]
+        if rows:
+            t = Table(show_header=True, header_style="bold", pad_edge=False)
+            for col in ("case", "observation", "status", "observed", "model", "why"):
+                t.add_column(col, overflow="fold")
+            for x in rows:
+                why = "; ".join(rr.rule for rr in x.reasons[-3:]) or x.note
+                style = {"mismatch": "red", "agree": "green"}.get(x.status, "yellow")
+                t.add_row(x.case, x.key, f"[{style}]{x.status}[/{style}]", _fmt(x.observed),
+                          _fmt(x.expected), why)
+            con.print(t)
+        con.print("  " + summary(r))
+
+
+def summary(r) -> str:
+    if not r.ran:
+        return f"not run: {r.error}"
+    c = r.counts()
+    s = (f"{c['agree']} agree, {c['mismatch']} mismatch, {c['not observable here']} not observable here, "
+         f"{c['not modelled']} not modelled ({r.wall_s:.0f} s)")
+    return s + (f"; {r.error}" if r.error else "")
+
+
+def render_html(results, *, facts: dict) -> str:
+    from memtypes.report.html import _env
+    return _env().get_template("conform.html.j2").render(results=results, facts=facts, summary=summary,
+                                                          fmt=_fmt, json=json)
