@@ -258,7 +258,8 @@ class KernelPkg:
     components, ``release`` the kernel's ``uname -r`` ("6.12.118+deb12-arm64"). The Image is
     in ``image_pkg`` at ``image_version`` (the Debian package version); from 6.19 on
     (``split``) the modules are a separate ``modules_pkg``, which the index sometimes lacks
-    (``modules_available`` False). ``alternatives`` lists other packages ("name=version") that
+    (``modules_available`` False), and the config, System.map and modules.builtin a separate
+    ``base_pkg`` (None where the index lacks it: seen for 6.19 to 7.1). ``alternatives`` lists other packages ("name=version") that
     carry the same upstream release (unsigned builds, other suites); ``size`` is the download
     size in bytes."""
 
@@ -271,6 +272,8 @@ class KernelPkg:
     modules_pkg: str | None
     modules_version: str | None
     modules_available: bool
+    base_pkg: str | None = None
+    base_version: str | None = None
     size: int = 0
     alternatives: tuple[str, ...] = ()
 
@@ -330,12 +333,14 @@ RE_IMAGE = re.compile(rf"linux-image-(?P<abi>\d+\.\d+\.\d+(?:-\d+|\+deb\d+(?:\.\
                       rf"(?P<unsigned>-unsigned)?")
 RE_BINARY = re.compile(rf"linux-binary-(?P<abi>{_ABI})-arm64")
 RE_MODULES = re.compile(rf"linux-modules-(?P<abi>{_ABI})-arm64")
+RE_BASE = re.compile(rf"linux-base-(?P<abi>{_ABI})-arm64")
 
 
 def candidate_names(pkgnames: list[str]) -> list[str]:
     """The package names that may hold a generic arm64 kernel (or its modules)."""
     return sorted(n for n in set(pkgnames)
-                  if RE_IMAGE.fullmatch(n) or RE_BINARY.fullmatch(n) or RE_MODULES.fullmatch(n))
+                  if RE_IMAGE.fullmatch(n) or RE_BINARY.fullmatch(n) or RE_MODULES.fullmatch(n)
+                  or RE_BASE.fullmatch(n))
 
 
 def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
@@ -351,7 +356,7 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
             and "Package" in s and "Version" in s]
     modules: dict[tuple[str, str], dict] = {}
     for s in recs:
-        if RE_MODULES.fullmatch(s["Package"]):
+        if RE_MODULES.fullmatch(s["Package"]) or RE_BASE.fullmatch(s["Package"]):
             modules[(s["Package"], s["Version"])] = s
     cands: dict[str, list[tuple[int, dict, dict | None, str]]] = {}
     for s in recs:
@@ -364,11 +369,12 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
             if "linux-binary-" in s.get("Depends", ""):
                 continue               # 6.19+ meta package
             rank = 1 if m.group("unsigned") else 0
-            cands.setdefault(up, []).append((rank, s, None, f"{m.group('abi')}-arm64"))
+            cands.setdefault(up, []).append((rank, s, (None, None), f"{m.group('abi')}-arm64"))
         elif m := RE_BINARY.fullmatch(name):
             abi = m.group("abi")
             mod = modules.get((f"linux-modules-{abi}-arm64", ver))
-            cands.setdefault(up, []).append((0, s, mod, f"{abi}-arm64"))
+            base = modules.get((f"linux-base-{abi}-arm64", ver))
+            cands.setdefault(up, []).append((0, s, (mod, base), f"{abi}-arm64"))
     out = []
     for up, lst in cands.items():
         def better(a, b):  # a before b?
@@ -381,10 +387,10 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
         import functools
         lst.sort(key=functools.cmp_to_key(lambda a, b: -1 if better(a, b) else
                                           (1 if better(b, a) else 0)))
-        rank, s, mod, release = lst[0]
+        rank, s, (mod, base), release = lst[0]
         split = RE_BINARY.fullmatch(s["Package"]) is not None
         modname = f"linux-modules-{release[:-len('-arm64')]}-arm64" if split else None
-        size = int(s.get("Size", "0") or 0) + (int(mod.get("Size", "0") or 0) if mod else 0)
+        size = sum(int(x.get("Size", "0") or 0) for x in (s, mod, base) if x)
         try:
             key = version_key(up)
         except ValueError:
@@ -394,7 +400,9 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
             version=up, series=series, release=release,
             image_pkg=s["Package"], image_version=s["Version"], split=split,
             modules_pkg=modname, modules_version=mod["Version"] if mod else None,
-            modules_available=(mod is not None) if split else True, size=size,
+            modules_available=(mod is not None) if split else True,
+            base_pkg=base["Package"] if base else None,
+            base_version=base["Version"] if base else None, size=size,
             alternatives=tuple(f"{x[1]['Package']}={x[1]['Version']}" for x in lst[1:])))
     out.sort(key=lambda k: k.key)
     return out
@@ -501,13 +509,15 @@ def select(specs: list[str] | str, available: list[KernelPkg] | None = None
 class KernelFiles:
     """An extracted kernel: ``image`` (the arm64 Image/vmlinuz QEMU boots with -kernel),
     ``release`` (uname -r), ``modules_dir`` (lib/modules/<release>, None when the registry
-    lacks the modules package), ``root`` (the extraction folder)."""
+    lacks the modules package), ``config`` (the kernel's .config, None when the registry
+    lacks it), ``root`` (the extraction folder)."""
 
     version: str
     release: str
     image: Path
     modules_dir: Path | None
     root: Path | None = None
+    config: Path | None = None
 
 
 def _safe(s: str) -> str:
@@ -566,8 +576,61 @@ def find_kernel_files(root: Path, version: str = "") -> KernelFiles:
         if (d / "kernel").is_dir():
             mods = d
             break
+    config = next((c for c in (root / "boot" / f"config-{release}",
+                               root / "usr/lib/modules" / release / "config") if c.is_file()),
+                  None)
     return KernelFiles(version=version or release, release=release, image=image,
-                       modules_dir=mods, root=root)
+                       modules_dir=mods, root=root, config=config)
+
+
+def image_version_string(image: Path) -> str | None:
+    """The ``Linux version ...`` banner inside a kernel Image (gzip-compressed or not)."""
+    import gzip
+    try:
+        data = Path(image).read_bytes()
+    except OSError:
+        return None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None
+    m = re.search(rb"Linux version (\d[^\0\n]{0,400})", data)
+    return m.group(1).decode(errors="replace") if m else None
+
+
+def local_kernel(image: Path, modules_dir: Path | None = None) -> KernelFiles:
+    """A kernel the user built or fetched (``--kernel-image FILE [--modules DIR]``): the
+    release from the Image's version banner, the upstream version from the banner's trailing
+    Debian version when present ("... Debian 6.1.192-3"), else from the release."""
+    image = Path(image)
+    if not image.is_file():
+        raise InputError(f"no such kernel image: {image}", where="--kernel-image")
+    banner = image_version_string(image)
+    if modules_dir is not None and not Path(modules_dir).is_dir():
+        raise InputError(f"no such modules folder: {modules_dir}", where="--modules")
+    if banner is None:
+        if modules_dir is None:
+            raise InputError(f"{image} has no 'Linux version' banner", where="--kernel-image",
+                             expected="an arm64 Image, plain or gzip-compressed")
+        release = Path(modules_dir).name
+    else:
+        release = banner.split()[0]
+    up = None
+    if banner:
+        m = re.search(r"Debian (\S+)\s*\(\d{4}-\d\d-\d\d\)\s*$", banner) or \
+            re.search(r"Debian (\S+)", banner)
+        if m:
+            up = upstream_of(m.group(1))
+    if up is None:
+        m = re.match(r"(\d+\.\d+(?:\.\d+)?)(-rc\d+)?", release)
+        up = (m.group(1) + (m.group(2) or "")) if m else release
+    config = None
+    if modules_dir is not None and (Path(modules_dir) / "config").is_file():
+        config = Path(modules_dir) / "config"
+    return KernelFiles(version=up, release=release, image=image,
+                       modules_dir=Path(modules_dir) if modules_dir else None,
+                       root=None, config=config)
 
 
 def fetch_kernel(pkg: KernelPkg) -> KernelFiles:
@@ -582,6 +645,8 @@ def fetch_kernel(pkg: KernelPkg) -> KernelFiles:
                 specs = [f"{pkg.image_pkg}:arm64={pkg.image_version}"]
                 if pkg.split and pkg.modules_available and pkg.modules_pkg:
                     specs.append(f"{pkg.modules_pkg}:arm64={pkg.modules_version}")
+                if pkg.base_pkg:
+                    specs.append(f"{pkg.base_pkg}:arm64={pkg.base_version}")
                 debs = _download(specs, cache_dir() / "debs")
                 try:
                     _extract(debs, dest)
@@ -775,7 +840,8 @@ def modules_closure(modules_dir: Path, names: list[str]) -> list[Path]:
             if n in builtin:
                 seen.add(n)
                 return
-            raise InputError(f"no module {n} in {modules_dir}", where=WHERE,
+            why = "" if bfile.exists() else " (and no modules.builtin to say it is built in)"
+            raise InputError(f"no module {n} in {modules_dir}{why}", where=WHERE,
                              expected="a module name of this kernel")
         if n not in deps_cache:
             info = modinfo(read_module(index[n]))
