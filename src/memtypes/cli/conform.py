@@ -63,6 +63,7 @@ def _write_atomic(p: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,6 +81,10 @@ def conform_cmd(
     jobs: int = typer.Option(2, "--jobs", help="QEMUs at once"),
     timeout: float = typer.Option(240.0, "--timeout", help="seconds per boot before QEMU is killed"),
     vfio: Optional[str] = typer.Option(None, "--vfio", help="--live: a PCI device (BDF) the agent may bind to vfio-pci"),
+    replay_files: Optional[List[str]] = typer.Option(None, "--replay", help="compare a recorded observation file "
+                                                     "(from --save-observations) instead of booting (repeatable)"),
+    save_obs: Optional[str] = typer.Option(None, "--save-observations", help="write each target's raw observations "
+                                           "into this folder (replayable with --replay)"),
     json_out: Optional[str] = typer.Option(None, "--json", help="write the observations and predictions as JSON"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write an HTML report"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 if any mismatch remains (or a kernel did not run)"),
@@ -104,15 +109,32 @@ def conform_cmd(
     if modules and not Path(modules).is_dir():
         raise InputError(f"no such folder '{modules}'", where="--modules", expected="a lib/modules/RELEASE folder")
     jp, hp = _check_out(json_out, "--json"), _check_out(html_out, "--html")
+    if replay_files and (live or qemu or kernels or kernel_image):
+        raise InputError("--replay compares recorded files: it takes no --qemu, --live, --kernels or --kernel-image",
+                         where="--replay", expected="--replay FILE [--replay FILE ...]")
+    save_dir = Path(save_obs) if save_obs else None
+    if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
+        raise InputError(f"'{save_obs}' is not a folder", where="--save-observations", expected="a folder")
+    if save_dir is not None:
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create '{save_obs}': {e.strerror}", where="--save-observations",
+                             expected="a writable folder") from None
+        if not os.access(save_dir, os.W_OK):
+            raise InputError(f"cannot write into '{save_obs}'", where="--save-observations",
+                             expected="a writable folder")
     con = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     t0 = time.monotonic()
 
     def event(msg: str) -> None:
         err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}", highlight=False)
 
-    facts: dict = {"mode": "live" if live else "qemu"}
-    if live:
+    facts: dict = {"mode": "replay" if replay_files else "live" if live else "qemu"}
+    if replay_files:
+        results = [conform_run.replay(Path(f)) for f in replay_files]
+    elif live:
         res, eras = conform_run.run_live(vfio=vfio)
         results = [res]
         facts["eras"] = eras
@@ -124,6 +146,10 @@ def conform_cmd(
                                        on_event=event)
         facts["qemu"] = next((r.qemu_version for r in results if r.qemu_version), "")
     facts["cpus"] = sorted({r.cpu for r in results})
+    if save_dir is not None:
+        for r in results:
+            if r.raw_lines:
+                _write_atomic(save_dir / f"{r.kernel}-{r.cpu}.obs", conform_run.observations_text(r))
     if jp is None and hp is None:
         rep.render_text(con, results, verbose=verbose)
     if live:

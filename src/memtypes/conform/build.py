@@ -16,19 +16,11 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from memtypes.conform.fetch import cache_dir
 from memtypes.errors import InputError
 
 CFLAGS = ("-static", "-O2", "-Wall", "-Wextra", "-Wno-format-truncation")
 INSTALL_CROSS = "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
-
-
-def cache_dir() -> Path:
-    """The user's cache folder for memtypes (``$MEMTYPES_CACHE``, else XDG, else ~/.cache)."""
-    env = os.environ.get("MEMTYPES_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "memtypes"
 
 
 def agent_source() -> bytes:

@@ -59,6 +59,17 @@ class Case:
         return d
 
 
+def from_agent(d: dict) -> dict:
+    """The keyword arguments of the :class:`Case` that ``as_agent`` wrote as ``d``."""
+    kw = {"id": str(d["id"]), "kind": str(d.get("kind", "slot"))}
+    if kw["kind"] == "slot":
+        kw.update(backing=str(d["backing"]), access=str(d["access"]), flags=str(d.get("flags") or ""),
+                  mte=str(d.get("mte", "off")), remap=d.get("remap"))
+        for b in ("walk", "misalign", "pretag", "tags", "tags_errors"):
+            kw[b] = bool(d.get(b, 0))
+    return kw
+
+
 def _slot(backing: str, access: str, *, prefix: str = "", **kw) -> Case:
     tail = f"{backing}/{access}"
     return Case(id=f"{prefix}{tail}", backing=backing, access=access, walk=True, **kw)

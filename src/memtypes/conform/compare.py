@@ -66,8 +66,11 @@ def host_features(obs: list[dict]) -> HostFacts:
     kmsg = tuple(o.get("line", "") for o in obs if o.get("obs") == "kmsg")
     text = "\n".join(kmsg)
     fwb = "Stage-2 Force Write-Back" in text
-    mode = ("protected" if "Protected nVHE mode" in text else "vhe" if "VHE mode initialized" in text
-            else "nvhe" if "Hyp mode initialized" in text else "unknown")
+    # arch/arm64/kvm/arm.c kvm_arm_init(): "Protected nVHE mode", "Hyp nVHE mode" (older: "Hyp mode")
+    # or "VHE mode" initialized successfully
+    mode = ("protected" if "Protected nVHE mode" in text else
+            "nvhe" if ("nVHE mode initialized" in text or "Hyp mode initialized" in text) else
+            "vhe" if "VHE mode initialized" in text else "unknown")
     feats = Features(fwb=fwb, dic=bool(host.get("dic")), mte=bool(host.get("hwcap2_mte")))
     return HostFacts(str(host.get("release", "")), feats, mode, bool(host.get("kvm")), kmsg)
 

@@ -438,8 +438,8 @@ RE_EXACT = re.compile(r"\d+\.\d+\.\d+|\d+\.\d+-rc\d+")
 def select(specs: list[str] | str, available: list[KernelPkg] | None = None
            ) -> list[KernelPkg]:
     """The kernels ``specs`` name (a list, or one comma-separated string): ``default`` (every
-    series, its newest point release; release candidates only where a series has nothing
-    else), a series ``7.2`` (its newest point release), an exact release ``6.12.117`` or
+    series, its newest point release that has its modules; release candidates only where a
+    series has nothing else), a series ``7.2`` (likewise), an exact release ``6.12.117`` or
     ``7.3-rc7``, a range ``6.12.43..6.12.118`` (every release the registry has in it, ends
     included). Result: deduplicated, oldest first. A spec that is malformed or names nothing
     the registry has raises InputError."""
@@ -456,9 +456,13 @@ def select(specs: list[str] | str, available: list[KernelPkg] | None = None
         by_series.setdefault(k.series, []).append(k)
 
     def newest(series: str) -> KernelPkg:
+        # the newest final release whose modules the registry has (vfio is a module in every
+        # Debian arm64 config: without them the vfio-pci cases cannot run); the newest release
+        # when none has them (seen: 6.19.14, 7.0.13, 7.1.13 lack linux-modules-* in the index)
         lst = sorted(by_series[series], key=lambda k: k.key)
-        final = [k for k in lst if not k.prerelease]
-        return (final or lst)[-1]
+        final = [k for k in lst if not k.prerelease] or lst
+        with_mods = [k for k in final if k.modules_available]
+        return (with_mods or final)[-1]
 
     have = ", ".join(sorted(by_series, key=lambda s: version_key(s)))
     chosen: dict[str, KernelPkg] = {}

@@ -10,6 +10,7 @@ prediction for the same exact kernel version and the CPU features the agent repo
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -48,6 +49,7 @@ class TargetResult:
     wall_s: float = 0.0
     qemu_version: str = ""
     raw_lines: list[str] = field(default_factory=list)
+    cases: list = field(default_factory=list)
 
     @property
     def ran(self) -> bool:
@@ -119,9 +121,12 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
     res = TargetResult(pkg.version, cpu, qemu_version=getattr(qemu, "version", ""))
     t0 = time.monotonic()
     try:
-        if on_event:
-            on_event(f"{pkg.version}/{cpu}: fetching")
-        files = fetch.fetch_kernel(pkg)
+        if isinstance(pkg, fetch.KernelFiles):      # --kernel-image: nothing to fetch
+            files = pkg
+        else:
+            if on_event:
+                on_event(f"{pkg.version}/{cpu}: fetching")
+            files = fetch.fetch_kernel(pkg)
         res.release = files.release
         mods: list[Path] = []
         if files.modules_dir is not None:
@@ -141,7 +146,7 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
             boot = qemu_mod.boot(qemu, files, rd, cpu, mte=cpu in CPU_MTE, smmu=True, ivshmem=True,
                                  timeout_s=timeout_s, gdb=walk)
         lines = list(boot.lines)
-        res.raw_lines = lines
+        res.raw_lines, res.cases = lines, case_list
         cmp, label = compare_target(pkg.version, case_list, lines)
         res.comparison, res.model_kernel = cmp, label
         if boot.error or not boot.done:
@@ -202,7 +207,7 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
             env["MEMTYPES_VFIO_BDF"] = vfio
         proc = subprocess.run([str(agent), str(cf)], capture_output=True, text=True, timeout=timeout_s, env=env)
     lines = proc.stdout.splitlines()
-    res = TargetResult(version, "live", release=release)
+    res = TargetResult(version, "live", release=release, raw_lines=lines, cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines)
     eras = []
     obs = parse_lines(lines)
@@ -211,6 +216,51 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
         c = compare(k, case_list, obs).counts()
         eras.append({"era": e.span, "agree": c[AGREE], "mismatch": c[MISMATCH]})
     return res, eras
+
+
+# --- recorded observations ---------------------------------------------------------------------------
+def observations_text(r: TargetResult) -> str:
+    """One target's observations as a replayable file: a header line naming the kernel, CPU and
+    the cases the agent ran, then the agent's and the harness's ``@@`` lines as they came."""
+    head = {"conform": {"kernel": r.kernel, "cpu": r.cpu, "release": r.release, "qemu": r.qemu_version,
+                        "cases": [c.as_agent() for c in r.cases]}}
+    body = [ln[ln.find("@@{"):] for ln in r.raw_lines if "@@{" in ln]
+    return "\n".join(["@@" + json.dumps(head, sort_keys=True)] + body) + "\n"
+
+
+MAX_OBS_BYTES = 16 << 20
+
+
+def replay(path: Path, *, kernel: str | None = None) -> TargetResult:
+    """Compare a recorded observation file (``observations_text``) with the model as it is now;
+    ``kernel`` overrides the recorded version (e.g. to ask which era a live host matches)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such file '{path}'", where="--replay", expected="a file written by --save-observations")
+    if p.stat().st_size > MAX_OBS_BYTES:
+        raise InputError(f"'{path}' is larger than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
+                         expected="a recorded observation file")
+    data = p.read_bytes()
+    if p.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise InputError(f"not a gzip file ({e})", where=str(path), expected="a recorded observation file") from None
+        if len(data) > MAX_OBS_BYTES:
+            raise InputError(f"'{path}' unpacks to more than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
+                             expected="a recorded observation file")
+    lines = data.decode("utf-8", "replace").splitlines()
+    try:
+        head = json.loads(lines[0][2:])["conform"] if lines and lines[0].startswith("@@{") else None
+        case_list = [cases_mod.Case(**cases_mod.from_agent(d)) for d in head["cases"]]
+        version = str(kernel or head["kernel"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"not a recorded observation file ({type(e).__name__})", where=str(path), line=1,
+                         expected="the header line written by --save-observations") from None
+    res = TargetResult(version, str(head.get("cpu", "")), release=str(head.get("release", "")),
+                       qemu_version=str(head.get("qemu", "")), raw_lines=lines[1:], cases=case_list)
+    res.comparison, res.model_kernel = compare_target(version, case_list, lines[1:])
+    return res
 
 
 def summary_line(r: TargetResult) -> str:

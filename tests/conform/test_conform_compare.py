@@ -1,0 +1,150 @@
+"""The comparison of real kernels' observations with the model, on observation files recorded
+from real runs of the agent (``memtypes conform --save-observations``) under QEMU 10.0.2:
+Debian's 6.1.192, 6.12.118 and 6.18.15 arm64 kernels on ``-cpu max`` (FWB, DIC, MTE, VHE) and
+6.12.118 on ``-cpu cortex-a57`` (nothing of those, nVHE)."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from memtypes.cli import main
+from memtypes.conform import run as conform_run
+from memtypes.conform.compare import (
+    AGREE, MISMATCH, NOT_MODELLED, NOT_OBSERVABLE, compare, host_features, observations_by_case, parse_lines,
+)
+from memtypes.conform.cases import Case
+from memtypes.linux.kvm.eras import kernel
+
+OBS = Path(__file__).parent / "fixtures" / "observations"
+FILES = sorted(OBS.glob("*.obs.gz"))
+
+
+def _lines(name: str) -> list[str]:
+    return gzip.decompress((OBS / name).read_bytes()).decode().splitlines()
+
+
+def _rows(res):
+    return {(r.case, r.key): r for r in res.comparison.rows}
+
+
+def test_fixtures_present():
+    assert {f.name for f in FILES} >= {"6.1.192-max.obs.gz", "6.12.118-max.obs.gz",
+                                       "6.12.118-cortex-a57.obs.gz", "6.18.15-max.obs.gz"}
+
+
+def test_host_facts_come_from_the_agent():
+    mx = host_features(parse_lines(_lines("6.12.118-max.obs.gz")))
+    assert (mx.features.fwb, mx.features.dic, mx.features.mte, mx.mode) == (True, True, True, "vhe")
+    assert mx.release == "6.12.118+deb12-arm64"
+    a57 = host_features(parse_lines(_lines("6.12.118-cortex-a57.obs.gz")))
+    assert (a57.features.fwb, a57.features.dic, a57.features.mte, a57.mode) == (False, False, False, "nvhe")
+
+
+def test_what_6_12_118_does_on_max():
+    rows = _rows(conform_run.replay(OBS / "6.12.118-max.obs.gz"))
+    bar = rows[("vfio-pci-bar/read", "walk")]
+    # vfio-pci sets VM_ALLOW_ANY_UNCACHED (6.9+): Normal-NC MemAttr 0b0101, no exec, a PMD block
+    assert bar.status == AGREE and bar.observed["memattr"] == 5 and bar.observed["size"] == "PMD"
+    assert bar.observed["x"] is False
+    anon = rows[("anon-private/read", "walk")]
+    assert anon.status == AGREE and anon.observed["memattr"] == 6 and anon.observed["x"] is True  # FWB, DIC
+    assert rows[("anon-shared/read", "walk")].observed["size"] == "PAGE"      # shmem: no THP by default
+    assert rows[("vfio-pci-bar/exec", "run:access")].observed == {"outcome": "exception", "errno": "", "ec": 0x21}
+    assert rows[("hole/read", "run:access")].observed["errno"] == "EFAULT"
+    assert rows[("readonly/anon-private/write", "run:access")].observed["outcome"] == "mmio"
+    assert rows[("log_dirty/vfio-pci-bar/read", "memslot")].observed == {"errno": "EINVAL"}
+    assert rows[("mte-cap-order", "enable_cap:after-vcpu")].observed == {"errno": "EINVAL"}
+    assert rows[("mte-pretag/anon-private/read", "copy_tags:from-guest")].observed["nonzero"] == 4
+    assert rows[("mte-before/vfio-pci-bar/read", "memslot")].observed == {"errno": "EINVAL"}
+    for r in rows.values():
+        if r.status == AGREE:
+            assert all(r.observed.get(k) == v for k, v in r.expected.items())
+            assert r.reasons, r.case
+
+
+def test_nvhe_without_fwb_maps_ram_0xf_without_exec():
+    rows = _rows(conform_run.replay(OBS / "6.12.118-cortex-a57.obs.gz"))
+    w = rows[("anon-private/read", "walk")]
+    assert w.status == AGREE and w.observed["memattr"] == 0xF and w.observed["x"] is False
+
+
+def test_a_changed_observation_is_a_mismatch():
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])["conform"]
+    cases = [Case(**conform_run.cases_mod.from_agent(d)) for d in head["cases"]]
+    bent = [ln.replace('"memattr": 5', '"memattr": 1') for ln in lines[1:]]
+    cmp = compare(kernel("6.12.118"), cases, parse_lines(bent))
+    bad = [r for r in cmp.rows if r.status == MISMATCH]
+    assert bad and all(r.key == "walk" and "vfio" in r.case for r in bad)
+    assert bad[0].observed["memattr"] == 1 and bad[0].expected["memattr"] == 5
+
+
+def test_missing_steps_and_unknown_backings():
+    k = kernel("6.12.118")
+    case = Case(id="anon-private/read", backing="anon-private", access="read", walk=True)
+    started = ['@@{"case": "anon-private/read", "obs": "start", "kind": "slot"}',
+               '@@{"case": "anon-private/read", "obs": "memslot", "ret": 0, "errno": ""}']
+    by = {(r.key, r.status) for r in compare(k, [case], parse_lines(started)).rows}
+    assert ("memslot", AGREE) in by and ("run:access", MISMATCH) in by and ("walk", NOT_OBSERVABLE) in by
+    never = compare(k, [case], parse_lines([]))
+    assert {r.status for r in never.rows} == {NOT_OBSERVABLE}
+    odd = Case(id="x", backing="no-such-backing", access="read")
+    assert [r.status for r in compare(k, [odd], []).rows] == [NOT_MODELLED]
+
+
+def test_observation_keys():
+    by = observations_by_case(parse_lines(_lines("6.18.15-max.obs.gz")))
+    gm = by["guest-memfd/read"]
+    assert gm["memslot"] == {"errno": ""} and gm["run:access"]["outcome"] == "done"
+    assert by["caps"]["cap:244"]["vm"] == 3     # GUEST_MEMFD_FLAG_MMAP | INIT_SHARED
+
+
+# --- the command line --------------------------------------------------------------------------------
+def test_cli_replay_json_is_deterministic(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    f = str(OBS / "6.12.118-max.obs.gz")
+    assert main(["conform", "--replay", f, "--json", str(a)]) == 0
+    assert main(["conform", "--replay", f, "--json", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    doc = json.loads(a.read_text())
+    t = doc["targets"][0]
+    assert t["kernel"] == "6.12.118" and t["cpu"] == "max" and t["host"]["features"]["fwb"] == 1
+    assert t["counts"]["agree"] > 100
+    assert "6.12.118 max:" in capsys.readouterr().out
+
+
+def test_cli_strict_fails_on_a_mismatch(tmp_path):
+    lines = _lines("6.12.118-max.obs.gz")
+    bent = tmp_path / "bent.obs"
+    bent.write_text("\n".join([lines[0]] + [ln.replace('"memattr": 5', '"memattr": 1') for ln in lines[1:]]))
+    assert main(["conform", "--replay", str(bent)]) == 0
+    assert main(["conform", "--replay", str(bent), "--strict"]) == 1
+    html = tmp_path / "r.html"
+    assert main(["conform", "--replay", str(bent), "--html", str(html)]) == 0
+    assert "mismatch" in html.read_text() and "vfio-pci-bar/read" in html.read_text()
+
+
+@pytest.mark.parametrize("argv", [
+    ["conform", "--qemu", "--live"],
+    ["conform", "--jobs", "0"],
+    ["conform", "--timeout", "nan"],
+    ["conform", "--replay", "/nonexistent.obs"],
+    ["conform", "--replay", __file__],
+    ["conform", "--json", "/proc/nope/x.json", "--replay", str(OBS / "6.12.118-max.obs.gz")],
+    ["conform", "--modules", "/tmp"],
+    ["conform", "--kernel-image", "/nonexistent/Image"],
+    ["conform", "--replay", str(OBS / "6.12.118-max.obs.gz"), "--kernels", "6.12"],
+])
+def test_cli_bad_input_is_one_line(argv, capsys, tmp_path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memtypes: error:")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_live_refuses_a_non_arm64_host(monkeypatch, capsys):
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert main(["conform", "--live"]) == 2
+    assert "not arm64" in capsys.readouterr().err
