@@ -195,7 +195,7 @@ def compare(kernel: Kernel, cases: list[Case], obs: list[dict]) -> Comparison:
         for key, val in sorted(seen.items()):
             if key.startswith("_") or key in pred.expect:
                 continue
-            note = pred.na.get(key, "the model makes no prediction for this observation")
+            note = pred.na.get(key, f"no prediction for {key.split(':')[0]} observations like {key}")
             shown = {k: v for k, v in val.items() if k != "raw"}
             cmp.rows.append(Row(case.id, key, NOT_MODELLED, shown, None, (), note))
     return cmp

@@ -161,7 +161,10 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
     if case.tags:
         vm = Vm(mte=vm_mte_on)
         logging = "log_dirty" in (case.flags or "")
-        err, r = kvm_guest.mte_copy_tags(kernel.rules, vm, to_guest=False, logging=logging)
+        # no VMA behind the slot (a hole): __gfn_to_page() finds no page -> -EFAULT
+        has_page = ex.memslot is not None and (kind != "hole" and remap != "hole")
+        err, r = kvm_guest.mte_copy_tags(kernel.rules, vm, to_guest=False, logging=logging,
+                                         page_online=has_page)
         if err is None and f.result == "map":
             kept = case.pretag and f.mte_sanitised
             pred.add("copy_tags:from-guest", {"errno": "", "nonzero": 4 if kept else 0},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SHOW = ("mismatch", "not modelled", "not observable here")
+SHOW = ("mismatch", "not observable here")
 
 
 def conform_doc(results, *, facts: dict) -> dict[str, Any]:
@@ -46,12 +46,34 @@ def render_text(con, results, *, verbose: bool = False) -> None:
             for col in ("case", "observation", "status", "observed", "model", "why"):
                 t.add_column(col, overflow="fold")
             for x in rows:
-                why = "; ".join(rr.rule for rr in x.reasons[-3:]) or x.note
+                shown = x.reasons if x.status == "mismatch" else x.reasons[-2:]
+                why = "; ".join(rr.rule + (" [UNVERIFIED]" if rr.unverified else "") for rr in shown) or x.note
                 style = {"mismatch": "red", "agree": "green"}.get(x.status, "yellow")
                 t.add_row(x.case, x.key, f"[{style}]{x.status}[/{style}]", _fmt(x.observed),
                           _fmt(x.expected), why)
             con.print(t)
+        nm = [x for x in r.comparison.rows if x.status == "not modelled"]
+        if nm and not verbose:
+            con.print(f"  not modelled ({len(nm)}): {not_modelled_brief(nm)} (--verbose lists them)",
+                      highlight=False)
         con.print("  " + summary(r))
+
+
+def not_modelled_brief(rows) -> str:
+    """What the model does not cover, grouped: capabilities, agent backings, other notes."""
+    caps = sorted({int(x.key.split(":")[1]) for x in rows if x.key.startswith("cap:")})
+    kinds = sorted({x.note.rsplit("'", 2)[-2] for x in rows if x.note.startswith("the model has no backing kind")})
+    other = sorted({x.note for x in rows if not x.key.startswith("cap:")
+                    and not x.note.startswith("the model has no backing kind")})
+    parts = []
+    if caps:
+        parts.append("capabilities " + ", ".join(map(str, caps)))
+    if kinds:
+        parts.append("backings " + ", ".join(kinds))
+    parts.extend(other[:3])
+    if len(other) > 3:
+        parts.append(f"{len(other) - 3} more")
+    return "; ".join(parts)
 
 
 def summary(r) -> str:
