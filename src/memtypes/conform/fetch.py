@@ -524,10 +524,26 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]", "_", s)
 
 
+def _sweep(folder: Path, prefix: str, *, older_than_s: float) -> None:
+    """Remove temporary folders ``prefix*`` in ``folder`` left by a process that was killed
+    (older than ``older_than_s``; 0 when the caller holds the lock that guards them)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for p in folder.glob(prefix + "*"):
+        try:
+            if p.is_dir() and now - p.stat().st_mtime >= older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _download(specs: list[str], into: Path) -> list[Path]:
     """``apt-get download`` each "name[:arch]=version" into a fresh folder below ``into``;
     the .deb paths."""
+    _need("dpkg-deb", "dpkg")            # before downloading what could not be unpacked
     into.mkdir(parents=True, exist_ok=True)
+    _sweep(into, ".dl-", older_than_s=6 * 3600)
     tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=into))
     proc = _apt(["apt-get", "download", "-q"] + specs, cwd=tmp)
     debs = sorted(tmp.glob("*.deb"))
@@ -543,6 +559,7 @@ def _extract(debs: list[Path], dest: Path) -> None:
     """``dpkg-deb -x`` every .deb into a temporary sibling of ``dest``, then rename it to
     ``dest`` (if another process got there first, its copy stays and ours is dropped)."""
     dpkg = _need("dpkg-deb", "dpkg")
+    _sweep(dest.parent, f".{dest.name}.", older_than_s=0)   # callers hold dest's lock
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         for deb in debs:
