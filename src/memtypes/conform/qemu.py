@@ -82,13 +82,27 @@ class BootControl:
         if self._sock is None:
             return {"error": "no gdbstub: boot(..., gdb=True) is needed for stage-2 walks"}
         try:
-            if self._client is None:
-                self._client = RemoteClient(self._sock)
-                self._client.handshake()
-                self._walker = Stage2Walker(self._client)
+            self._connect()
             return self._walker.walk(ipa)
         except (GdbError, OSError) as e:
             return {"error": f"gdbstub: {e}"}
+
+    def sysregs(self) -> dict:
+        """The EL2/ID registers the walk uses and their decoded ``features`` (FWB, DIC,
+        MTE, VHE, ...), read now; {"error": ...} without a gdbstub."""
+        if self._sock is None:
+            return {"error": "no gdbstub: boot(..., gdb=True) is needed to read registers"}
+        try:
+            self._connect()
+            return self._walker.snapshot()
+        except (GdbError, OSError) as e:
+            return {"error": f"gdbstub: {e}"}
+
+    def _connect(self) -> None:
+        if self._client is None:
+            self._client = RemoteClient(self._sock)
+            self._client.handshake()
+            self._walker = Stage2Walker(self._client)
 
     def close(self) -> None:
         if self._client is not None:
