@@ -21,6 +21,7 @@ names what is missing and the command that installs it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import lzma
 import os
 import re
@@ -259,9 +260,9 @@ class KernelPkg:
     in ``image_pkg`` at ``image_version`` (the Debian package version); from 6.19 on
     (``split``) the modules are a separate ``modules_pkg``, which the index sometimes lacks
     (``modules_available`` False), and the config, System.map and modules.builtin a separate
-    ``base_pkg`` (None where the index lacks it: seen for 6.19 to 7.1). ``alternatives`` lists other packages ("name=version") that
-    carry the same upstream release (unsigned builds, other suites); ``size`` is the download
-    size in bytes."""
+    ``base_pkg`` (None where the index lacks it: seen for 6.19 to 7.1). ``alternatives``
+    lists other packages ("name=version") that carry the same upstream release (unsigned
+    builds, other suites); ``size`` is the download size in bytes."""
 
     version: str
     series: str
@@ -377,16 +378,11 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
             cands.setdefault(up, []).append((0, s, (mod, base), f"{abi}-arm64"))
     out = []
     for up, lst in cands.items():
-        def better(a, b):  # a before b?
-            if a[0] != b[0]:
-                return a[0] < b[0]
-            c = debian_version_cmp(a[1]["Version"], b[1]["Version"])
-            if c:
-                return c > 0
-            return a[1]["Package"] < b[1]["Package"]
-        import functools
-        lst.sort(key=functools.cmp_to_key(lambda a, b: -1 if better(a, b) else
-                                          (1 if better(b, a) else 0)))
+        # signed first, then the newest Debian version, then the name
+        lst.sort(key=lambda c: c[1]["Package"])
+        lst.sort(key=functools.cmp_to_key(lambda a, b: debian_version_cmp(b[1]["Version"],
+                                                                           a[1]["Version"])))
+        lst.sort(key=lambda c: c[0])
         rank, s, (mod, base), release = lst[0]
         split = RE_BINARY.fullmatch(s["Package"]) is not None
         modname = f"linux-modules-{release[:-len('-arm64')]}-arm64" if split else None
