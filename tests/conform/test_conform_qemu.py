@@ -26,7 +26,8 @@ def test_command_line():
     assert cmd[:5] == ["/q/qemu-system-aarch64", "-L", "/q/share", "-audio", "none"]
     s = " ".join(cmd)
     assert "-M virt,virtualization=on,gic-version=3,mte=on,iommu=smmuv3 -cpu max -smp 1 " \
-           "-m 1G -accel tcg -nographic -no-reboot -kernel /k/vmlinuz -initrd /r/initrd.gz" in s
+           "-m 1G -accel tcg -nographic -no-reboot -nic none -kernel /k/vmlinuz " \
+           "-initrd /r/initrd.gz" in s
     assert cmd[cmd.index("-append") + 1] == "console=ttyAMA0 rdinit=/init panic=-1 quiet"
     assert "-object memory-backend-ram,id=m,size=2M -device ivshmem-plain,memdev=m" in s
     assert s.endswith("-gdb unix:/t/gdb.sock,server,nowait")
