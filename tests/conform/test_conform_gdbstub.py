@@ -210,3 +210,18 @@ def test_walker_gives_up_with_a_clear_error():
     assert r["error"] == "VTTBR_EL2 is 0: the CPU is not in the guest after 4 tries"
     assert stub.halts == 3            # first try found it halted already (connect)
     c.close()
+
+
+def test_features_from_registers_read_on_qemu_10():
+    """Register values read through QEMU 10's gdbstub from 6.12.118 guests: -cpu max (VHE,
+    FWB in use, LPA2) and cortex-a57 (nVHE, no FWB)."""
+    from memtypes.conform.gdbstub import features
+    mx = features({"id_aa64mmfr2_el1": 0x1221011112011011, "hcr_el2": 0x2403C807C663F,
+                   "vtcr_el2": 0x1802E3558})
+    assert mx == {"fwb": True, "vhe": True, "hcr_fwb": True, "lpa2": True}
+    a57 = features({"id_aa64mmfr2_el1": 0, "hcr_el2": 0x847E403F, "vtcr_el2": 0x80243558,
+                    "ctr_el0": 0x8444C004, "id_aa64pfr1_el1": 0})
+    assert a57 == {"fwb": False, "vhe": False, "hcr_fwb": False, "lpa2": False, "dic": False,
+                   "mte": 0}
+    assert features({"ctr_el0": 1 << 29, "id_aa64pfr1_el1": 0x120})["dic"] is True
+    assert features({"id_aa64pfr1_el1": 0x120})["mte"] == 1

@@ -26,7 +26,8 @@ def test_command_line():
     assert cmd[:5] == ["/q/qemu-system-aarch64", "-L", "/q/share", "-audio", "none"]
     s = " ".join(cmd)
     assert "-M virt,virtualization=on,gic-version=3,mte=on,iommu=smmuv3 -cpu max -smp 1 " \
-           "-m 1G -accel tcg -nographic -no-reboot -kernel /k/vmlinuz -initrd /r/initrd.gz" in s
+           "-m 1G -accel tcg -nographic -no-reboot -nic none -kernel /k/vmlinuz " \
+           "-initrd /r/initrd.gz" in s
     assert cmd[cmd.index("-append") + 1] == "console=ttyAMA0 rdinit=/init panic=-1 quiet"
     assert "-object memory-backend-ram,id=m,size=2M -device ivshmem-plain,memdev=m" in s
     assert s.endswith("-gdb unix:/t/gdb.sock,server,nowait")
@@ -118,3 +119,42 @@ def test_missing_binary(tmp_path):
     q = QemuFiles(tmp_path / "nope", None, "10.0", {})
     r = boot(q, KERNEL, tmp_path / "initrd", "max", timeout_s=5, gdb=False)
     assert r.error.startswith("cannot start") and r.lines == []
+
+
+def test_sigterm_kills_qemu_and_exits(fake, tmp_path):
+    """SIGTERM to the process running boot(): QEMU's process group is killed, exit 143."""
+    import signal
+    import subprocess
+    qf = fake("hang")
+    prog = f"""
+import sys
+from pathlib import Path
+from memtypes.conform.fetch import KernelFiles, QemuFiles
+from memtypes.conform.qemu import boot
+k = KernelFiles("6.12.118", "r", Path("/k"), None)
+q = QemuFiles(Path({str(qf.binary)!r}), None, "10.0.2", {{}})
+def on_line(line, ctl):
+    print(line, flush=True)
+boot(q, k, Path("/i"), "max", timeout_s=60, gdb=False, on_line=on_line)
+print("returned", flush=True)
+"""
+    p = subprocess.Popen([sys.executable, "-c", prog], stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FAKE_QEMU="hang"))
+    child = None
+    for line in p.stdout:
+        if line.startswith('@@{"child"'):
+            child = json.loads(line[2:])["child"]
+            break
+    assert child is not None
+    p.send_signal(signal.SIGTERM)
+    rest = p.stdout.read()
+    assert p.wait(timeout=30) == 143
+    assert "returned" not in rest
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("QEMU's child process survived SIGTERM")

@@ -21,6 +21,7 @@ names what is missing and the command that installs it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import lzma
 import os
 import re
@@ -259,9 +260,9 @@ class KernelPkg:
     in ``image_pkg`` at ``image_version`` (the Debian package version); from 6.19 on
     (``split``) the modules are a separate ``modules_pkg``, which the index sometimes lacks
     (``modules_available`` False), and the config, System.map and modules.builtin a separate
-    ``base_pkg`` (None where the index lacks it: seen for 6.19 to 7.1). ``alternatives`` lists other packages ("name=version") that
-    carry the same upstream release (unsigned builds, other suites); ``size`` is the download
-    size in bytes."""
+    ``base_pkg`` (None where the index lacks it: seen for 6.19 to 7.1). ``alternatives``
+    lists other packages ("name=version") that carry the same upstream release (unsigned
+    builds, other suites); ``size`` is the download size in bytes."""
 
     version: str
     series: str
@@ -377,16 +378,11 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
             cands.setdefault(up, []).append((0, s, (mod, base), f"{abi}-arm64"))
     out = []
     for up, lst in cands.items():
-        def better(a, b):  # a before b?
-            if a[0] != b[0]:
-                return a[0] < b[0]
-            c = debian_version_cmp(a[1]["Version"], b[1]["Version"])
-            if c:
-                return c > 0
-            return a[1]["Package"] < b[1]["Package"]
-        import functools
-        lst.sort(key=functools.cmp_to_key(lambda a, b: -1 if better(a, b) else
-                                          (1 if better(b, a) else 0)))
+        # signed first, then the newest Debian version, then the name
+        lst.sort(key=lambda c: c[1]["Package"])
+        lst.sort(key=functools.cmp_to_key(lambda a, b: debian_version_cmp(b[1]["Version"],
+                                                                           a[1]["Version"])))
+        lst.sort(key=lambda c: c[0])
         rank, s, (mod, base), release = lst[0]
         split = RE_BINARY.fullmatch(s["Package"]) is not None
         modname = f"linux-modules-{release[:-len('-arm64')]}-arm64" if split else None
@@ -528,10 +524,26 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]", "_", s)
 
 
+def _sweep(folder: Path, prefix: str, *, older_than_s: float) -> None:
+    """Remove temporary folders ``prefix*`` in ``folder`` left by a process that was killed
+    (older than ``older_than_s``; 0 when the caller holds the lock that guards them)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for p in folder.glob(prefix + "*"):
+        try:
+            if p.is_dir() and now - p.stat().st_mtime >= older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _download(specs: list[str], into: Path) -> list[Path]:
     """``apt-get download`` each "name[:arch]=version" into a fresh folder below ``into``;
     the .deb paths."""
+    _need("dpkg-deb", "dpkg")            # before downloading what could not be unpacked
     into.mkdir(parents=True, exist_ok=True)
+    _sweep(into, ".dl-", older_than_s=6 * 3600)
     tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=into))
     proc = _apt(["apt-get", "download", "-q"] + specs, cwd=tmp)
     debs = sorted(tmp.glob("*.deb"))
@@ -547,6 +559,7 @@ def _extract(debs: list[Path], dest: Path) -> None:
     """``dpkg-deb -x`` every .deb into a temporary sibling of ``dest``, then rename it to
     ``dest`` (if another process got there first, its copy stays and ours is dropped)."""
     dpkg = _need("dpkg-deb", "dpkg")
+    _sweep(dest.parent, f".{dest.name}.", older_than_s=0)   # callers hold dest's lock
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         for deb in debs:

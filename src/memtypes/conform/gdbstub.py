@@ -27,7 +27,7 @@ import socket
 import time
 
 WANTED = ("VTTBR_EL2", "VTCR_EL2", "HCR_EL2", "ID_AA64MMFR2_EL1", "ID_AA64MMFR0_EL1",
-          "CurrentEL", "CPSR")
+          "ID_AA64PFR1_EL1", "CTR_EL0")
 
 
 class GdbError(RuntimeError):
@@ -265,10 +265,8 @@ class RemoteClient:
         if not self.running:
             return b""
         self.sock.sendall(b"\x03")
-        try:
-            r = self._read_packet(2.0)
-        except GdbError:
-            r = self.request("?")
+        # the stop reply must be read here: a late one would be taken as the next reply
+        r = self._read_packet(self.timeout_s)
         self.running = False
         return r
 
@@ -391,6 +389,15 @@ class Stage2Walker:
                     pass
         return out
 
+    def snapshot(self) -> dict:
+        """Halt, read the registers of ``WANTED`` (with their decoded ``features``),
+        continue. Where the CPU happens to be (host or guest) is not controlled."""
+        try:
+            self.c.halt()
+            return _regs_out(self.host_regs())
+        finally:
+            self.c.cont()
+
     def walk(self, ipa: int, *, data_bytes: int = 8) -> dict:
         """Halt, make sure the CPU is in the guest (HCR_EL2.VM set and VTTBR_EL2 not 0;
         otherwise continue, wait, halt again, up to ``tries`` times), walk, read
@@ -427,7 +434,32 @@ class Stage2Walker:
                 pass
 
 
+def features(regs: dict) -> dict:
+    """What the emulated CPU offers and what the host kernel turned on, from the registers
+    the walk read (Arm ARM D19, register descriptions): ID_AA64MMFR2_EL1.FWB [43:40],
+    CTR_EL0.DIC [29], ID_AA64PFR1_EL1.MTE [11:8] (0 none, 1 instructions only, 2 MTE2,
+    3 MTE3), HCR_EL2.E2H [34] (the host runs with VHE), HCR_EL2.FWB [46] (the host uses
+    FWB for this guest), VTCR_EL2.DS [32] (LPA2 stage-2 descriptors). A key is absent when
+    its register could not be read."""
+    out: dict = {}
+    if "id_aa64mmfr2_el1" in regs:
+        out["fwb"] = bits(regs["id_aa64mmfr2_el1"], 43, 40) == 1
+    if "ctr_el0" in regs:
+        out["dic"] = bits(regs["ctr_el0"], 29, 29) == 1
+    if "id_aa64pfr1_el1" in regs:
+        out["mte"] = bits(regs["id_aa64pfr1_el1"], 11, 8)
+    if "hcr_el2" in regs:
+        out["vhe"] = bits(regs["hcr_el2"], 34, 34) == 1
+        out["hcr_fwb"] = bits(regs["hcr_el2"], 46, 46) == 1
+    if "vtcr_el2" in regs:
+        out["lpa2"] = bits(regs["vtcr_el2"], 32, 32) == 1
+    return out
+
+
 def _regs_out(regs: dict) -> dict:
     keys = {"vttbr_el2": "vttbr", "vtcr_el2": "vtcr", "hcr_el2": "hcr",
-            "id_aa64mmfr2_el1": "id_aa64mmfr2", "id_aa64mmfr0_el1": "id_aa64mmfr0"}
-    return {v: regs[k] for k, v in keys.items() if k in regs}
+            "id_aa64mmfr2_el1": "id_aa64mmfr2", "id_aa64mmfr0_el1": "id_aa64mmfr0",
+            "id_aa64pfr1_el1": "id_aa64pfr1", "ctr_el0": "ctr"}
+    out = {v: regs[k] for k, v in keys.items() if k in regs}
+    out["features"] = features(regs)
+    return out

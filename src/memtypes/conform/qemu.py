@@ -4,7 +4,9 @@ agent as its init, and talk to the agent over the serial console.
 Machine (facts: ../shared/reference/realkernel.md): ``-M virt,virtualization=on,
 gic-version=3`` (EL2, so the guest kernel brings up KVM), ``mte=on`` for MTE,
 ``iommu=smmuv3`` for an SMMU in front of PCI, an ``ivshmem-plain`` device (2 MiB BAR2) to pass
-through with vfio-pci; ``-nographic`` puts the first UART on QEMU's stdin/stdout.
+through with vfio-pci (vendor:device 1af4:1110, at 0000:00:01.0 since ``-nic none`` leaves
+out the default network card); ``-nographic`` puts the first UART on QEMU's
+stdin/stdout.
 
 Protocol with the agent: it prints lines beginning ``@@`` followed by a JSON object. On
 ``@@{"walk": {"ipa": N, "id": "..."}}`` the agent's vCPU is spinning inside its guest; the
@@ -82,13 +84,27 @@ class BootControl:
         if self._sock is None:
             return {"error": "no gdbstub: boot(..., gdb=True) is needed for stage-2 walks"}
         try:
-            if self._client is None:
-                self._client = RemoteClient(self._sock)
-                self._client.handshake()
-                self._walker = Stage2Walker(self._client)
+            self._connect()
             return self._walker.walk(ipa)
         except (GdbError, OSError) as e:
             return {"error": f"gdbstub: {e}"}
+
+    def sysregs(self) -> dict:
+        """The EL2/ID registers the walk uses and their decoded ``features`` (FWB, DIC,
+        MTE, VHE, ...), read now; {"error": ...} without a gdbstub."""
+        if self._sock is None:
+            return {"error": "no gdbstub: boot(..., gdb=True) is needed to read registers"}
+        try:
+            self._connect()
+            return self._walker.snapshot()
+        except (GdbError, OSError) as e:
+            return {"error": f"gdbstub: {e}"}
+
+    def _connect(self) -> None:
+        if self._client is None:
+            self._client = RemoteClient(self._sock)
+            self._client.handshake()
+            self._walker = Stage2Walker(self._client)
 
     def close(self) -> None:
         if self._client is not None:
@@ -151,8 +167,8 @@ def command(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte
         # audio modules and abort ("Only modules from the same build can be loaded")
         cmd += ["-audio", "none"]
     cmd += ["-M", machine, "-cpu", cpu, "-smp", "1", "-m", memory, "-accel", "tcg",
-            "-nographic", "-no-reboot", "-kernel", str(kernel.image), "-initrd", str(initrd),
-            "-append", append]
+            "-nographic", "-no-reboot", "-nic", "none",
+            "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", append]
     if ivshmem:
         cmd += ["-object", "memory-backend-ram,id=m,size=2M", "-device",
                 "ivshmem-plain,memdev=m"]
