@@ -55,6 +55,7 @@ class BootResult:
     status: int | None = None
     wall_s: float = 0.0
     init_s: float | None = None
+    done_s: float | None = None     # start to the agent's "done"
     done: bool = False
     error: str | None = None
     command: list[str] = field(default_factory=list)
@@ -278,6 +279,7 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
             if rec is not None and rec.get("done") is True:
                 res.done = True
                 done_at = time.monotonic()
+                res.done_s = done_at - t0
                 if proc.stdin:
                     try:
                         proc.stdin.close()

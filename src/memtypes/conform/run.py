@@ -47,6 +47,8 @@ class TargetResult:
     comparison: Comparison | None = None
     error: str = ""
     wall_s: float = 0.0
+    boot_s: float | None = None       # QEMU start to the agent's first line
+    agent_s: float | None = None      # the agent's first line to its "done"
     qemu_version: str = ""
     raw_lines: list[str] = field(default_factory=list)
     cases: list = field(default_factory=list)
@@ -60,6 +62,9 @@ class TargetResult:
 
     def as_dict(self) -> dict:
         d = {"kernel": self.kernel, "cpu": self.cpu, "release": self.release,
+             "timing": {"wall_s": round(self.wall_s, 1),
+                        "boot_s": None if self.boot_s is None else round(self.boot_s, 1),
+                        "agent_s": None if self.agent_s is None else round(self.agent_s, 1)},
              "model_kernel": self.model_kernel, "qemu": self.qemu_version, "error": self.error or None}
         if self.comparison:
             d["host"] = self.comparison.host.as_dict()
@@ -147,6 +152,9 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
                                  timeout_s=timeout_s, gdb=walk)
         lines = list(boot.lines)
         res.raw_lines, res.cases = lines, case_list
+        res.boot_s = boot.init_s
+        if boot.init_s is not None and boot.done:
+            res.agent_s = boot.done_s - boot.init_s if boot.done_s is not None else None
         cmp, label = compare_target(pkg.version, case_list, lines)
         res.comparison, res.model_kernel = cmp, label
         if boot.error or not boot.done:
@@ -198,7 +206,14 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
     agent = build_agent()
     release = platform.release()
     version = release.split("-")[0].split("+")[0]
-    case_list = [replace(c, walk=False) for c in _cases_for(version, "live", pci=False, vfio=bool(vfio))]
+    # MTE cases only where the CPU has it (HWCAP2_MTE: "mte" among /proc/cpuinfo's Features)
+    try:
+        has_mte = any(ln.startswith("Features") and " mte" in ln
+                      for ln in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        has_mte = False
+    case_list = [replace(c, walk=False) for c in
+                 _cases_for(version, "max" if has_mte else "live", pci=False, vfio=bool(vfio))]
     with tempfile.TemporaryDirectory(prefix="memtypes-live-") as tmp:
         cf = Path(tmp) / "cases.json"
         cf.write_bytes(cases_mod.cases_json(case_list))
@@ -212,7 +227,7 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
     eras = []
     obs = parse_lines(lines)
     for e in ERAS:
-        k = model_kernel(f"{e.first[0]}.{e.first[1]}" if e.era != "5.13" else "5.13")
+        k = model_kernel(f"{e.first[0]}.{e.first[1]}")
         c = compare(k, case_list, obs).counts()
         eras.append({"era": e.span, "agree": c[AGREE], "mismatch": c[MISMATCH]})
     return res, eras
@@ -270,7 +285,9 @@ def summary_line(r: TargetResult) -> str:
     parts = [f"{c['agree']} agree", f"{c['mismatch']} mismatch", f"{c['not observable here']} not observable",
              f"{c['not modelled']} not modelled"]
     tail = f" ({r.error})" if r.error else ""
-    return ", ".join(parts) + f" in {r.wall_s:.0f} s" + tail
+    timing = f" in {r.wall_s:.0f} s" + (f" (boot {r.boot_s:.1f} s, agent {r.agent_s:.1f} s)"
+                                        if r.boot_s is not None and r.agent_s is not None else "")
+    return ", ".join(parts) + timing + tail
 
 
 def which_missing() -> list[str]:

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/kvm.h>
@@ -739,7 +741,7 @@ static void case_slot(const struct jcase *c)
 		pthread_t t;
 		*(volatile uint64_t *)(v.code + FLAG_OFF) = 0;
 		pthread_create(&t, NULL, spin_thread, &v);
-		usleep(20000);
+		sched_yield();   /* let the vCPU thread enter the guest; the harness retries until it has */
 		char cc[256], line[4096];
 		jstr(cc, sizeof cc, cur_case);
 		printf("@@{\"walk\": {\"id\": \"%s\", \"ipa\": %lu}}\n", cc, TEST_IPA);
@@ -801,6 +803,13 @@ static void init_mounts(void)
 	write_file("/proc/sys/kernel/printk", "1");
 }
 
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 static char *slurp(const char *path)
 {
 	int f = open(path, O_RDONLY);
@@ -848,7 +857,7 @@ int main(int argc, char **argv)
 			snprintf(idbuf, sizeof idbuf, "%s", get(&c, "id", "?"));
 			cur_case = idbuf;
 			const char *kind = get(&c, "kind", "slot");
-			obs("start", "\"kind\": \"%s\"", kind);
+			obs("start", "\"kind\": \"%s\", \"t_ms\": %ld", kind, now_ms());
 			if (!strcmp(kind, "caps")) case_caps();
 			else if (!strcmp(kind, "mte-cap-order")) case_mte_cap_order();
 			else if (!strcmp(kind, "slot")) case_slot(&c);
@@ -856,7 +865,7 @@ int main(int argc, char **argv)
 		}
 	}
 	cur_case = "end";
-	printf("@@{\"done\": true}\n");
+	printf("@@{\"done\": true, \"t_ms\": %ld}\n", now_ms());
 	fflush(stdout);
 	if (is_init) {
 		sync();
