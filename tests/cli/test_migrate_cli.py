@@ -80,7 +80,7 @@ def test_bad_vm_file_exit_2_one_line(capsys):
 
 def test_bad_inputs_exit_2(capsys):
     for args in (["--vm", vm("plain"), "--from", "nohost", "--to", "grace"],
-                 ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--kernel-to", "9.9"],
+                 ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--kernel-to", "6.12.x"],
                  ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--check", "fwb"],
                  ["--vm", vm("nonexistent"), "--from", "grace", "--to", "grace"],
                  ["--vm", vm("plain"), "--from", "grace", "--to", "x86-64"]):
