@@ -56,6 +56,7 @@ def explain_cmd(
     remap: Optional[str] = typer.Option(None, "--remap", help="mmap KIND over the slot after creating it"),
     fault: str = typer.Option("read", "--fault", help="read | write | exec | read-perm"),
     hva_align: str = typer.Option(DEFAULT_HVA_ALIGN, "--hva-align", help="4K | 2M | 1G (default 2M)"),
+    protected: bool = typer.Option(False, "--protected", help="a pKVM protected VM (host pkvm=1)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
 ) -> None:
     k = kernel(kernel_spec)
@@ -70,7 +71,7 @@ def explain_cmd(
         raise InputError(f"unknown fault kind '{fault}'", where="--fault", expected=", ".join(FAULTS))
     check_hva_align(hva_align)
     ex = explain(k, prof.features, backing, host_name=prof.name, vm_mte=vm_mte, slot_flags=slot_flags,
-                 remap=remap, fault=fault, hva_align=hva_align)
+                 remap=remap, fault=fault, hva_align=hva_align, protected=protected)
     if as_json:
         print(json.dumps(ex.as_dict(), indent=2, sort_keys=False))
         return

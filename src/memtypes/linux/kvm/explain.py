@@ -131,12 +131,12 @@ def _available(b: Backing, k: Kernel) -> bool:
 
 def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_mte: bool = False,
             slot_flags: str | None = None, remap: str | None = None, fault: str = "read",
-            hva_align: str = DEFAULT_HVA_ALIGN) -> Explanation:
+            hva_align: str = DEFAULT_HVA_ALIGN, protected: bool = False) -> Explanation:
     """Run one memslot creation (+ optional remap) and one fault; see the module docstring.
 
     ``fault``: one of :data:`FAULTS`; ``hva_align``: where the VMM's mapping lands, one of
     :data:`HVA_ALIGNS` (default 2M: see :data:`DEFAULT_HVA_ALIGN`); ``host.pkvm``: the host runs
-    pKVM (the VM is an ordinary, non-protected one on it)."""
+    pKVM; ``protected``: the VM is a pKVM protected VM (needs ``host.pkvm``)."""
     drivers.check_kind(backing, where="--backing")
     if remap is not None:
         drivers.check_kind(remap, where="--remap")
@@ -150,7 +150,9 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
                          f"kernel {k.version} is {k.mark}: its rules are taken to be those of {k.assumed}",
                          unverified=True))
 
-    vm = Vm(pkvm=host.pkvm)
+    if protected and not host.pkvm:
+        raise InputError("a protected VM needs a pKVM host", where="--protected", expected="a host with pkvm=1")
+    vm = Vm(pkvm=host.pkvm, protected=protected)
     mte_step = None
     if vm_mte:
         vm, err, why = enable_cap(rules, host, vm, KVM_CAP_ARM_MTE)
