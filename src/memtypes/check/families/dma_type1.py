@@ -26,8 +26,9 @@ without a container is "coherent" (FILE_ADD before attach leaves KVM unregistere
 device-capability rule (v6.2+), ``6.9`` for the era of the code the series was written against
 (base e67572cd2204), ``7.2`` for what ships now: drivers/vfio/vfio_iommu_type1.c,
 drivers/vfio/group.c and virt/kvm/vfio.c are identical in 7.2.13 and 7.3.4 and have no CPU cache
-flush for non-coherent domains (the series was not merged: upstream = no flush), so 7.2 answers
-like 6.9; later eras change only x86 EPT memtype details (section 2.6), which these properties do
+flush for non-coherent domains (the series was not merged: upstream = no flush), and the attach
+no longer runs vfio_test_domain_fgsp() (type1.has_fgsp), so the probe attach is not offered there;
+later eras change only x86 EPT memtype details (section 2.6), which these properties do
 not observe.  With ``emulated``, ``kvm_file_add`` of ``gem`` is in the alphabet too: from 6.2 an
 mdev group is reported non-coherent to KVM (its devices have no IOMMU).
 """
@@ -146,7 +147,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
 def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     """``(name, env, initial state, alphabet, properties)`` of the model over the type1 state."""
     n = int_param(params, "dma-type1", "pages", 1)
-    probe = bool(params.get("probe", True))
+    probe = bool(params.get("probe", True)) and type1.has_fgsp(make_env(variant_name(variant), kernel))
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     emulated = bool(params.get("emulated", False))
