@@ -65,7 +65,7 @@ def test_check_option_and_default_kernel(capsys):
     assert main(["migrate", "--vm", vm("usemem-only"), "--from", "grace", "--to", "armv8.0",
                  "--check", "mte-cap", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["from"]["kernel"]["version"] == "7.1"
+    assert d["from"]["kernel"]["version"] == "7.3"
     assert d["directions"][0]["with_checks"]["stage"] == "memslot"
 
 

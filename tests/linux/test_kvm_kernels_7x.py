@@ -32,7 +32,8 @@ def test_era_7_2_changes_only_what_it_names():
     changed = {f.name for f in fields(eras.Rules)
                if getattr(ERA_7_1, f.name) != getattr(ERA_7_2, f.name)}
     assert changed == {"era", "span", "first", "changed_by", "pfnmap_host_leaf", "thp_adjust_device",
-                       "perm_read_relax", "gmem_mte_excl", "pkvm_ext_filter_all", "nvgrace_huge_fault"}
+                       "perm_read_relax", "gmem_mte_excl", "pkvm_ext_filter_all", "nvgrace_huge_fault",
+                       "source_read"}
     assert all("7.2.13" in r.source or r.unverified for r in ERA_7_2.changed_by)
     assert ERA_7_2.span == "7.2-7.3"
 
@@ -229,3 +230,12 @@ def test_caps_under_pkvm():
 def test_rules_for_version_is_pure():
     v = KernelVersion(6, 12, 118)
     assert rules_for_version(v) == rules_for_version(v) == kernel("6.12.118").rules
+
+
+@pytest.mark.parametrize("spec,errno", [("6.1", "-EPERM"), ("6.12", "-EPERM"), ("7.3", "-EPERM"), ("5.10", None)])
+def test_gicv_on_pkvm_host(spec, errno):
+    """kvm_phys_addr_ioremap() returns -EPERM under is_protected_kvm_enabled() in 6.1.192, 6.12.118,
+    7.2.13 and 7.3.4 (the reference placed it in 7.1 only)."""
+    f = explain(kernel(spec), PKVM, "gicv2-gicv").fault
+    assert f.errno == errno
+    assert explain(kernel(spec), GRACE, "gicv2-gicv").fault.s2 == "DEVICE"

@@ -65,6 +65,8 @@ class Rules:
     mte_cap: bool = False              # KVM_CAP_ARM_MTE 205 (5.14)
     pkvm_no_mte: bool = False          # 7.0: pKVM refuses MTE for every guest
     pkvm_ext_filter_all: bool = False  # 7.2: kvm_pkvm_ext_allowed() filters every fd on a pKVM host
+    pkvm_ioremap_eperm: bool = False   # kvm_phys_addr_ioremap() -EPERM on a pKVM host (read 6.1.192+)
+    source_read: str = ""              # the Debian tree this version's arm64 KVM text was read in, if any
     gmem_mte_excl: bool = False        # 7.2: guest_memfd slot and MTE refuse each other (P8, enable_cap)
     cap_user_memory2: bool = False     # KVM_CAP_USER_MEMORY2 231 (6.8)
     cap_sea_to_user: bool = False      # KVM_CAP_ARM_SEA_TO_USER 245 (6.19)
@@ -256,7 +258,7 @@ ERA_5_14 = replace(
     eager_pfnmap_map=False, pfnmap_force_pte=False, inline_cmo=False, device_test=DEV_MAP_MEMORY,
     map_memory_unverified=True,
     mte_cap=True, mte_copy_tags=True, mte_memslot_rule=MTE_SLOT_SHARED,
-    mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False)
+    mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False, pkvm_ioremap_eperm=True)
 ERA_6_2 = replace(ERA_5_14, era="6.2", span="6.2-6.8", first=(6, 2), changed_by=C_6_2,
                   mte_memslot_rule=MTE_SLOT_ALLOWED, mte_fault_check=MTE_FAULT_ALLOWED)
 ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_9, normal_nc=True,
@@ -273,7 +275,7 @@ ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_7_
 ERA_7_2 = replace(ERA_7_1, era="7.2", span="7.2-7.3", first=(7, 2), changed_by=C_7_2 + C_7_3,
                   pfnmap_host_leaf=True, thp_adjust_device=True, perm_read_relax=True, gmem_mte_excl=True,
                   pkvm_ext_filter_all=True, hugetlb_mte=True, cap_user_memory2=True, cap_sea_to_user=True,
-                  nvgrace_huge_fault=True)
+                  nvgrace_huge_fault=True, source_read="7.2.13, 7.3.4")
 
 ERAS: tuple[Rules, ...] = (ERA_5_13, ERA_5_14, ERA_6_2, ERA_6_9, ERA_6_17, ERA_6_18, ERA_7_1, ERA_7_2)
 ERA_NAMES: tuple[str, ...] = tuple(e.era for e in ERAS)
@@ -329,7 +331,7 @@ def rules_for_version(v: KernelVersion) -> Rules:
         v = a
     r = era_of(v)
     if r.era == "5.14" and v.at_least(6, 1):
-        r = replace(r, map_memory_unverified=False, changed_by=r.changed_by + C_6_1_READ)
+        r = replace(r, map_memory_unverified=False, changed_by=r.changed_by + C_6_1_READ, source_read="6.1.192")
         if v.at_least(6, 1, 191):
             r = replace(r, pfnmap_host_leaf=True, changed_by=r.changed_by + C_6_1_191)
     if r.era == "6.2" and v.at_least(6, 6):
@@ -338,6 +340,8 @@ def rules_for_version(v: KernelVersion) -> Rules:
         r = replace(r, cap_user_memory2=True, changed_by=r.changed_by + C_6_8)
     if r.era == "6.9" and v.at_least(6, 12):
         r = replace(r, copy_tags_ebusy=True, changed_by=r.changed_by + C_6_12)
+        if v.series == (6, 12):
+            r = replace(r, source_read="6.12.118")
         if v.series == (6, 12) and v.at_least(6, 12, 113):
             r = replace(r, pfnmap_host_leaf=True, thp_adjust_device=True, changed_by=r.changed_by + C_6_12_113)
     if r.era == "6.9" and v.at_least(6, 13):
