@@ -80,13 +80,14 @@ R_HUGETLB_NOMTE = Reason(
     "mm/mmap-hugetlb", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(): MAP_ANONYMOUS without "
     "MAP_HUGETLB only (6.1.192, 6.12.118); mm/hugetlb.c",
     "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages (the default hstate "
-    "with 4K pages); before 6.13 no VM_MTE_ALLOWED, so an MTE VM refuses it (6.2+) ")
+    "with 4K pages, and the mmap is always huge-page aligned, so --hva-align does not apply); before 6.13 "
+    "no VM_MTE_ALLOWED, so an MTE VM refuses it (6.2+)")
 R_HUGETLB_MTE = Reason(
     "mm/mmap-hugetlb-mte", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(): MAP_HUGETLB and "
     "is_file_hugepages() (7.2.13, 7.3.4); arch/arm64/kvm/mmu.c sanitise_mte_tags() folio_test_hugetlb (7.3.4); "
     "6.13 per reference section 4 (UNVERIFIED release)",
-    "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages, and VM_MTE_ALLOWED: KVM "
-    "tags the whole huge folio through its head page")
+    "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages (always huge-page "
+    "aligned), and VM_MTE_ALLOWED: KVM tags the whole huge folio through its head page")
 R_HUGETLB_PIN = Reason(
     "mm/hugetlb-pin", "arch/arm64/kvm/mmu.c pkvm_mem_abort() folio_test_swapbacked() (7.3.4)",
     "a hugetlb folio is taken as not swap-backed, so a protected VM cannot use it (-EIO); not checked "
