@@ -43,7 +43,11 @@ Params (JSON; ``default_params`` below), besides the bounds above (``fail``, ``m
   e645c20e8e9c) a second-stage upgrade succeeds with the old PTEs still SNP=0, so
   ``coherency-reported`` is violated in every variant; on ``6.9`` (v6.7+) the attach fails with
   -EINVAL once the domain has had mappings, and the property holds.  (6.6.y carries the fix too
-  per the reference; exact stable release UNVERIFIED, the model splits at 6.7.)
+  per the reference; exact stable release UNVERIFIED, the model splits at 6.7.)  On ``7.2``
+  (from 6.12: iommufd.attach_upgrades) there is no upgrade: ``hcc`` joins the non-CC hwpt and its
+  DMA is non-snooped at every IOVA; KVM stays registered non-coherent because ``hnc``'s file was
+  added too, so the property holds (with ``hcc``'s file alone KVM would hear "coherent":
+  vfio_file_enforced_coherent() asks the device's capability, not its hwpt).
 * ``stage`` (default ``"second"``): ``"second"`` or ``"first"``, the Intel stage of ``hnc``'s hwpt;
   a first-stage upgrade sets PGSNP for every mapping and is allowed in every era.
 
