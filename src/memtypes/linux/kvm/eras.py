@@ -137,6 +137,9 @@ C_5_14 = (
     Reason("era/5.14/pfn_is_map_memory", "arch/arm64/kvm/mmu.c kvm_is_device_pfn(): pfn_valid -> "
            "pfn_is_map_memory, believed v5.14 (patch hunk seen; S-6.6 has the new form)",
            "device = !pfn_is_map_memory(pfn)", unverified=True),
+    Reason("era/5.14/pkvm-ioremap-eperm", "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() "
+           "is_protected_kvm_enabled() -EPERM: read in 6.1.192, 6.12.118, 7.3.4; present from 5.14 assumed",
+           "on a pKVM host KVM maps no I/O itself (the GICv2 GICV frame): -EPERM", unverified=True),
 )
 C_6_2 = (
     Reason("era/6.2/mte-map-shared", "KVM/arm64 updates for 6.2; d89585fbb308, c911f0d46879, "
