@@ -239,3 +239,13 @@ def test_gicv_on_pkvm_host(spec, errno):
     f = explain(kernel(spec), PKVM, "gicv2-gicv").fault
     assert f.errno == errno
     assert explain(kernel(spec), GRACE, "gicv2-gicv").fault.s2 == "DEVICE"
+
+
+def test_backports_table_locates_each_change():
+    """Each backport's first release has the change and the release before it does not."""
+    for b in eras.BACKPORTS:
+        before = kernel(f"{b.series[0]}.{b.series[1]}.{b.first - 1}").rules
+        at = kernel(f"{b.series[0]}.{b.series[1]}.{b.first}").rules
+        for field, value in b.changes:
+            assert getattr(at, field) == value and getattr(before, field) != value
+        assert set(b.reasons) <= set(at.changed_by) and not set(b.reasons) & set(before.changed_by)

@@ -326,6 +326,27 @@ class Kernel:
                 "assumed": None if self.assumed is None else str(self.assumed), "note": self.mark}
 
 
+@dataclass(frozen=True)
+class Backport:
+    """A stable backport that changed a rule inside a stable series: from ``series``.``first``
+    on, ``changes`` (Rules fields) apply, cited by ``reasons``.  ``first`` is the first point
+    release known to have it (from the Debian changelog): conform can boot ``first - 1`` and
+    ``first`` to see it."""
+
+    series: tuple[int, int]
+    first: int
+    changes: tuple[tuple[str, object], ...]
+    reasons: tuple[Reason, ...]
+
+
+BACKPORTS: tuple[Backport, ...] = (
+    Backport((6, 1), 191, (("pfnmap_host_leaf", True),), C_6_1_191),
+    Backport((6, 12), 113, (("pfnmap_host_leaf", True), ("thp_adjust_device", True)), C_6_12_113),
+)
+"""Stable backports that change a KVM arm64 rule, by series and first point release (the x86
+EPT quirk backport, 6.12.78, lives in linux/dma/x86_kvm.py)."""
+
+
 def rules_for_version(v: KernelVersion) -> Rules:
     """Mainline rules for an exact version (point release included), with intra-era refinements
     and stable backports applied (see the module docstring; each carries its ``changed_by``)."""
@@ -335,8 +356,6 @@ def rules_for_version(v: KernelVersion) -> Rules:
     r = era_of(v)
     if r.era == "5.14" and v.at_least(6, 1):
         r = replace(r, map_memory_unverified=False, changed_by=r.changed_by + C_6_1_READ, source_read="6.1.192")
-        if v.at_least(6, 1, 191):
-            r = replace(r, pfnmap_host_leaf=True, changed_by=r.changed_by + C_6_1_191)
     if r.era == "6.2" and v.at_least(6, 6):
         r = replace(r, map_memory_unverified=False)      # S-6.6 read: !pfn_is_map_memory
     if r.era == "6.2" and v.at_least(6, 8):
@@ -345,8 +364,6 @@ def rules_for_version(v: KernelVersion) -> Rules:
         r = replace(r, copy_tags_ebusy=True, changed_by=r.changed_by + C_6_12)
         if v.series == (6, 12):
             r = replace(r, source_read="6.12.118")
-        if v.series == (6, 12) and v.at_least(6, 12, 113):
-            r = replace(r, pfnmap_host_leaf=True, thp_adjust_device=True, changed_by=r.changed_by + C_6_12_113)
     if r.era == "6.9" and v.at_least(6, 13):
         r = replace(r, hugetlb_mte=True, changed_by=r.changed_by + C_6_13)
     if r.era == "6.17" and v.patch > 0:
@@ -355,6 +372,9 @@ def rules_for_version(v: KernelVersion) -> Rules:
         r = replace(r, cap_sea_to_user=True, changed_by=r.changed_by + C_6_19)
     if r.era == "6.18" and v.at_least(7, 0):
         r = replace(r, pkvm_no_mte=True, ls64_dabt=True, changed_by=r.changed_by + C_7_0)
+    for b in BACKPORTS:
+        if v.series == b.series and v.patch >= b.first:
+            r = replace(r, **dict(b.changes), changed_by=r.changed_by + b.reasons)
     return r
 
 
