@@ -26,7 +26,8 @@ HELP = f"""Explain the stage-2 mapping KVM arm64 gives one guest page, and why.
 
 \b
 Creates a memslot over a BACKING, optionally mmaps another KIND over its range afterwards
-(--remap), faults once (--fault), and reports: the memslot result (ok, or errno and rule P1-P7),
+(--remap), faults once (--fault), and reports: the memslot result (ok, or errno and rule P1-P8
+or "flags"),
 the fault result (stage-2 NORMAL/NC/DEVICE and MemAttr, or the error and where it arose), the
 reasons with their kernel sources (UNVERIFIED marked), and the guest's effective memory type for
 each usual stage-1 choice.
