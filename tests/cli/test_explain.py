@@ -19,7 +19,8 @@ def run_json(capsys, *args):
 def test_json_keys_usemem_612_vs_617(capsys):
     d = run_json(capsys, "--kernel", "6.12", "--host", "grace", "--backing", "nvgrace-usemem")
     assert set(d) >= {"kernel", "host", "memslot", "fault", "guest", "reasons"}
-    assert d["kernel"] == {"version": "6.12", "era": "6.9-6.16", "variant": "mainline"}
+    assert d["kernel"] == {"version": "6.12", "era": "6.9-6.16", "variant": "mainline", "assumed": None,
+                           "note": None}
     assert d["memslot"] == {"result": "ok", "errno": None, "rule": None}
     f = d["fault"]
     assert set(f) >= {"result", "s2", "memattr", "errno", "where", "mte_sanitised", "cmo"}
@@ -79,7 +80,9 @@ def test_text_output(capsys):
 
 @pytest.mark.parametrize("args,word", [
     (["--kernel", "4.19", "--host", "grace", "--backing", "anon"], "4.19"),
-    (["--kernel", "7.2", "--host", "grace", "--backing", "anon"], "7.2"),
+    (["--kernel", "6.12.x", "--host", "grace", "--backing", "anon"], "6.12.x"),
+    (["--kernel", "6.12.-1", "--host", "grace", "--backing", "anon"], "6.12.-1"),
+    (["--kernel", "6.12", "--host", "grace", "--backing", "anon", "--hva-align", "3M"], "3M"),
     (["--kernel", "6.12", "--host", "grace", "--backing", "floppy"], "floppy"),
     (["--kernel", "6.12", "--host", "grace", "--backing", "anon", "--remap", "tape"], "tape"),
     (["--kernel", "6.12", "--host", "nope=1", "--backing", "anon"], "nope"),

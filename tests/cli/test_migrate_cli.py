@@ -65,7 +65,7 @@ def test_check_option_and_default_kernel(capsys):
     assert main(["migrate", "--vm", vm("usemem-only"), "--from", "grace", "--to", "armv8.0",
                  "--check", "mte-cap", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["from"]["kernel"]["version"] == "7.1"
+    assert d["from"]["kernel"]["version"] == "7.3"
     assert d["directions"][0]["with_checks"]["stage"] == "memslot"
 
 
@@ -80,7 +80,7 @@ def test_bad_vm_file_exit_2_one_line(capsys):
 
 def test_bad_inputs_exit_2(capsys):
     for args in (["--vm", vm("plain"), "--from", "nohost", "--to", "grace"],
-                 ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--kernel-to", "9.9"],
+                 ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--kernel-to", "6.12.x"],
                  ["--vm", vm("plain"), "--from", "grace", "--to", "grace", "--check", "fwb"],
                  ["--vm", vm("nonexistent"), "--from", "grace", "--to", "grace"],
                  ["--vm", vm("plain"), "--from", "grace", "--to", "x86-64"]):

@@ -47,7 +47,7 @@ def test_upgrade_succeeds_old_ptes_stale(kernel):
     assert reads(st2[-1].events) == [("hcc", "P0", "G")]
 
 
-@pytest.mark.parametrize("kernel", ["6.7", "6.9", "6.12"])
+@pytest.mark.parametrize("kernel", ["6.7", "6.9", "6.11"])
 def test_upgrade_refused_with_mappings(kernel):
     env, st = go(kernel)
     att = st[3]
@@ -55,6 +55,24 @@ def test_upgrade_refused_with_mappings(kernel):
     assert iommufd.dev_hwpt(att.state, "hcc") is None
     assert iommufd.hwpt_of(att.state, "hnc")[1][1] is True  # still NC, unchanged
     assert not iommufd.stale_path(st[-1].state)
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.12.118", "7.2", "7.3"])
+def test_capable_device_joins_nc_hwpt_without_upgrade(kernel):
+    """6.12.118, 7.2.13, 7.3.4: iommufd_hw_pagetable_attach() never asks the domain to enforce
+    coherency, so the CC-capable device joins the non-CC hwpt as it is (no -EINVAL, no upgrade);
+    its DMA is non-snooped at every IOVA, while KVM, told about its file alone, hears "coherent"
+    (device_iommu_capable)."""
+    env, st = go(kernel)
+    att = st[3]
+    assert not att.errors
+    assert not iommufd.attach_upgrades(env)
+    h = iommufd.hwpt_of(att.state, "hnc")[1]
+    assert h[1] is True and h[5] == ("hcc",)                   # still NC, hcc on it
+    rd = reads([e for x in st for e in x.events])
+    assert rd == [("hcc", "P0", "S"), ("hcc", "P1", "S")]     # both IOVAs non-snooped
+    assert not iommufd.stale_path(st[-1].state)
+    assert st[-1].state.kvm_nc is False
 
 
 def test_has_mappings_is_sticky_but_empty_domain_upgrades():

@@ -45,11 +45,12 @@ def test_probe_kernel_version(release, want):
 def test_probe_grace():
     d = run("grace")
     assert d["arch"] == "arm64" and d["kernel"] == "6.17"
-    assert d["features"] == {"fwb": 1, "dic": 1, "mte": 0, "mte_perm": 0, "xs": 0}
+    assert d["features"] == {"fwb": 1, "dic": 1, "mte": 0, "mte_perm": 0, "xs": 0, "pkvm": 0}
     assert d["unknown"] == ["mte_perm", "xs"]
     assert "cannot be seen from userspace" in d["evidence"]["fwb"]
     assert "KVM_CAP_ARM_CACHEABLE_PFNMAP_SUPPORTED (243) = 1" in d["evidence"]["fwb"]
     assert "lacks 'mte'" in d["evidence"]["mte"]
+    assert "lacks kvm-arm.mode=protected" in d["evidence"]["pkvm"]
     assert cap(d, 243)["system"] == "EINVAL" and cap(d, 243)["vm"] == 1
     assert d["kvm"]["api_version"] == 12
     assert d["cpu"]["part"] == "Neoverse V2"
@@ -80,6 +81,13 @@ def test_probe_arm64_612_fwb_unknown():
     assert d["features"]["fwb"] == 0 and "fwb" in d["unknown"] and "dic" in d["unknown"]
     assert "6.12 < 6.17" in d["evidence"]["fwb"]
     assert cap(d, 243)["vm"] == 0
+    # pKVM read from the kernel command line (this fixture boots kvm-arm.mode=protected)
+    assert d["features"]["pkvm"] == 1 and "has kvm-arm.mode=protected" in d["evidence"]["pkvm"]
+
+
+def test_probe_pkvm_unknown_without_cmdline():
+    d = run("arm64-nofwb")
+    assert d["features"]["pkvm"] == 0 and "pkvm" in d["unknown"]
 
 
 def test_probe_x86():

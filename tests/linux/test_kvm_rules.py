@@ -192,12 +192,13 @@ def test_cmo_none_for_nc_device_and_perm_relax():
 # --- kernel lookup -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec,era", [("5.0", "5.13"), ("5.13", "5.13"), ("5.14", "5.14"), ("6.1", "5.14"),
                                       ("6.8", "6.2"), ("6.9", "6.9"), ("6.16", "6.9"), ("6.17.3", "6.17"),
-                                      ("7.0", "6.18"), ("7.1", "7.1")])
+                                      ("7.0", "6.18"), ("7.1", "7.1"),
+                                      ("7.2", "7.2"), ("7.3", "7.2"), ("v7.3-rc7", "7.2"), ("6.12.118", "6.9")])
 def test_era_lookup(spec, era):
     assert kernel(spec).era == era
 
 
-@pytest.mark.parametrize("spec", ["4.19", "7.2", "six", "6.12+nope", "5.10+cpfn-memslot-flag"])
+@pytest.mark.parametrize("spec", ["4.19", "6.12.x", "6.12.-1", "six", "6.12+nope", "5.10+cpfn-memslot-flag"])
 def test_bad_kernel(spec):
     with pytest.raises(InputError):
         kernel(spec)

@@ -7,6 +7,9 @@
 * ``mte``: FEAT_MTE2, allocation tags in memory (D10).  Without it MAIR 0xF0 is reserved.
 * ``mte_perm``: FEAT_MTE_PERM, the stage-2 NoTagAccess encodings (D8.6.4).
 * ``xs``: FEAT_XS, the XS attribute and the MAIR bytes 0x01/05/09/0D, 0x40, 0xA0 (D24.2.127).
+* ``pkvm``: not a CPU feature but how the host runs KVM: protected KVM (``kvm-arm.mode=protected``,
+  Linux ``is_protected_kvm_enabled()``).  The architecture rules ignore it; the kernel model
+  (linux/kvm) reads it for pKVM's capability filter and its protected VMs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Features:
     mte: bool = False
     mte_perm: bool = False
     xs: bool = False
+    pkvm: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

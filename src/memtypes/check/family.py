@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-ERAS: tuple[str, ...] = ("5.13", "5.14", "6.2", "6.9", "6.17", "6.18", "7.1")
+ERAS: tuple[str, ...] = ("5.13", "5.14", "6.2", "6.9", "6.17", "6.18", "7.1", "7.2")
 """The KVM arm64 eras by first version (reference/kernel-kvm.md section 1); "5.13" stands for
 every version up to 5.13."""
 

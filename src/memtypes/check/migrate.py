@@ -51,6 +51,8 @@ in ``tests/fixtures/vms/``.
 
 from __future__ import annotations
 
+from memtypes.linux.version import NEWEST
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +73,7 @@ from memtypes.linux.kvm.explain import Explanation, explain, parse_slot_flags
 from memtypes.linux.kvm.guest import mte_copy_tags
 from memtypes.linux.kvm.kvm_host import Vm
 
-NEWEST_KERNEL = "7.1"
+NEWEST_KERNEL = f"{NEWEST[0]}.{NEWEST[1]}"
 
 CHECK_CPFN = "cacheable-pfnmap-cap"
 CHECK_MTE = "mte-cap"
@@ -537,7 +539,9 @@ def _fault_rule(rs: tuple[Reason, ...]) -> str | None:
 
 
 def kernel_name(k: Kernel) -> str:
-    return str(k.version) + ("" if k.variant == "mainline" else f"+{k.variant}")
+    """``6.17``, ``6.17+mte-rfc-2020``, or ``7.4 (newer than the model, assuming 7.3)``."""
+    return (str(k.version) + ("" if k.variant == "mainline" else f"+{k.variant}")
+            + (f" ({k.mark})" if getattr(k, "mark", None) else ""))
 
 
 def bring_up(vm: VmSpec, host_name: str, host: Features, k: Kernel, checks: tuple[str, ...], *,

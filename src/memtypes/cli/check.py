@@ -128,8 +128,12 @@ def check(
     if family is not None:
         fams = [registry.family(family, available=fams)]
     era = None
+    note = None
     if kernel is not None:
         era, kv = parse_kernel(kernel)
+        from memtypes.linux.version import beyond_model, parse_version, split_variant
+        mark = beyond_model(parse_version(split_variant(kernel.strip())[0]))
+        note = f"kernel {kernel.strip()}: {mark} (era {era})" if mark else None
         if kv is not None:
             if variant is not None and variant != kv:
                 raise InputError(f"--variant {variant} contradicts --kernel {kernel}",
@@ -163,12 +167,16 @@ def check(
     finally:
         progress.stop()
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []
+    if note:
+        matrix.stats["kernel_note"] = note
     if not matrix.jobs:
         raise InputError("no family models this selection", where="--kernel/--variant",
                          expected="a kernel era and variant some family models")
 
     if json_out != "-":
         console = Console(width=None if sys.stdout.isatty() else 160)
+        if note:
+            console.print(note, markup=False, highlight=False)
         text.render_check(console, matrix)
     if json_out:
         doc = jsondoc.dumps(jsondoc.check_doc(matrix))

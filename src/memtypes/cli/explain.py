@@ -1,7 +1,8 @@
 """``memtypes explain``: one memslot and one fault on one host and kernel, with the reasons.
 
 ``memtypes explain --kernel VERSION[+VARIANT] --host PROFILE --backing KIND [--vm-mte]
-[--slot-flags log_dirty,readonly,gmem_only] [--remap KIND] [--fault read|write|exec] [--json]``
+[--slot-flags log_dirty,readonly,gmem_only] [--remap KIND] [--fault read|write|exec|read-perm]
+[--hva-align 4K|2M|1G] [--json]``
 """
 
 from __future__ import annotations
@@ -17,22 +18,32 @@ from memtypes.hosts.profile import resolve
 from memtypes.linux import drivers
 from memtypes.linux.kvm import variants
 from memtypes.linux.kvm.eras import kernel
-from memtypes.linux.kvm.explain import FAULTS, SLOT_FLAGS, Explanation, explain
+from memtypes.linux.kvm.explain import (
+    DEFAULT_HVA_ALIGN, FAULTS, HVA_ALIGNS, SLOT_FLAGS, Explanation, check_hva_align, explain,
+)
 
 HELP = f"""Explain the stage-2 mapping KVM arm64 gives one guest page, and why.
 
 \b
 Creates a memslot over a BACKING, optionally mmaps another KIND over its range afterwards
-(--remap), faults once (--fault), and reports: the memslot result (ok, or errno and rule P1-P7),
+(--remap), faults once (--fault), and reports: the memslot result (ok, or errno and rule P1-P8
+or "flags"),
 the fault result (stage-2 NORMAL/NC/DEVICE and MemAttr, or the error and where it arose), the
 reasons with their kernel sources (UNVERIFIED marked), and the guest's effective memory type for
 each usual stage-1 choice.
 
 \b
---kernel  VERSION (5.0 .. 7.1, e.g. 6.12, 6.17.3) or VERSION+VARIANT, VARIANT one of:
+--kernel  VERSION (5.0 .. 7.3, e.g. 6.12, 6.12.118, 7.3; a newer one is answered with the
+          newest rules and marked "newer than the model") or VERSION+VARIANT, VARIANT one of:
           {", ".join(variants.names())}
---backing / --remap KIND: {", ".join(drivers.KINDS)}
+--backing / --remap KIND: {", ".join(drivers.KINDS)} ('file' is the deprecated name of file-private)
 --slot-flags: comma list of {", ".join(SLOT_FLAGS)}
+--fault: {", ".join(FAULTS)} (read-perm: a stage-2 permission fault on a data read)
+--hva-align: {", ".join(HVA_ALIGNS)} (default {DEFAULT_HVA_ALIGN}): where the VMM's mapping lands; a
+          stage-2 block needs the hva aligned like the guest address (the guest address is 1 GiB-
+          aligned; the 2 MiB memslot holds no PUD, so 1G acts as 2M); from 7.2 (6.12.113, 6.1.191)
+          the block size of PFNMAP memory follows the host's own mapping
+--host: a profile, or inline fwb=1,dic=1,mte=1,pkvm=1 (pkvm: the host runs protected KVM)
 """
 
 
@@ -44,7 +55,9 @@ def explain_cmd(
     vm_mte: bool = typer.Option(False, "--vm-mte", help="enable KVM_CAP_ARM_MTE before any vCPU"),
     slot_flags: Optional[str] = typer.Option(None, "--slot-flags", help="log_dirty,readonly,gmem_only"),
     remap: Optional[str] = typer.Option(None, "--remap", help="mmap KIND over the slot after creating it"),
-    fault: str = typer.Option("read", "--fault", help="read | write | exec"),
+    fault: str = typer.Option("read", "--fault", help="read | write | exec | read-perm"),
+    hva_align: str = typer.Option(DEFAULT_HVA_ALIGN, "--hva-align", help="4K | 2M | 1G (default 2M)"),
+    protected: bool = typer.Option(False, "--protected", help="a pKVM protected VM (host pkvm=1)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
 ) -> None:
     k = kernel(kernel_spec)
@@ -57,8 +70,9 @@ def explain_cmd(
         drivers.check_kind(remap, where="--remap")
     if fault not in FAULTS:
         raise InputError(f"unknown fault kind '{fault}'", where="--fault", expected=", ".join(FAULTS))
+    check_hva_align(hva_align)
     ex = explain(k, prof.features, backing, host_name=prof.name, vm_mte=vm_mte, slot_flags=slot_flags,
-                 remap=remap, fault=fault)
+                 remap=remap, fault=fault, hva_align=hva_align, protected=protected)
     if as_json:
         print(json.dumps(ex.as_dict(), indent=2, sort_keys=False))
         return
@@ -94,8 +108,10 @@ def render(ex: Explanation) -> None:
     kd = d["kernel"]
     var = "" if kd["variant"] == "mainline" else f" + {kd['variant']}"
     feats = ",".join(k for k, v in d["host"]["features"].items() if v) or "none"
-    con.print(f"Kernel {kd['version']} (era {kd['era']}{var}); host {ex.host_name} ({feats}); "
-              f"backing {ex.backing}" + (f", remapped to {ex.remap}" if ex.remap else ""))
+    mark = f" [{kd['note']}]" if kd.get("note") else ""
+    con.print(f"Kernel {kd['version']}{mark} (era {kd['era']}{var}); host {ex.host_name} ({feats}); "
+              f"backing {ex.backing}" + (f", remapped to {ex.remap}" if ex.remap else "")
+              + (f"; hva {ex.hva_align}-aligned" if ex.hva_align != DEFAULT_HVA_ALIGN else ""))
     t = Table(show_header=True, title=None)
     t.add_column("step")
     t.add_column("result")

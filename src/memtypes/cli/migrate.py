@@ -153,7 +153,8 @@ def render(rep: MigrationReport) -> None:
         feats = ",".join(k for k, v in h["features"].items() if v) or "none"
         k = h["kernel"]
         var = "" if k["variant"] == "mainline" else f"+{k['variant']}"
-        return f"{h['name']} ({feats}) kernel {k['version']}{var} (era {k['era']})"
+        mark = f" [{k['note']}]" if k.get("note") else ""
+        return f"{h['name']} ({feats}) kernel {k['version']}{var}{mark} (era {k['era']})"
 
     regions = ", ".join(f"{r.name}={r.backing}" for r in rep.vm.regions)
     con.print(f"VM {rep.vm.name}: {regions}; MTE {'on' if rep.vm.mte else 'off'}", soft_wrap=True)

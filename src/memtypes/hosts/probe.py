@@ -321,6 +321,16 @@ def cpu_features(arch: str, cpuinfo: dict[str, str], kernel: str | None, kvm: di
     for n, what in (("mte_perm", "FEAT_MTE_PERM"), ("xs", "FEAT_XS")):
         unknown.append(n)
         ev[n] = f"unknown (recorded 0): {what} has no hwcap; not visible from userspace"
+    # pKVM: the kernel command line asks for it (arch/arm64/kvm/arm.c early_kvm_mode_cfg(),
+    # "kvm-arm.mode=protected"); whether KVM then really runs protected is in dmesg only
+    cmdline = _read(root, "/proc/cmdline")
+    if cmdline is None:
+        unknown.append("pkvm")
+        ev["pkvm"] = "unknown (recorded 0): /proc/cmdline unreadable"
+    else:
+        feats["pkvm"] = int("kvm-arm.mode=protected" in cmdline.split())
+        ev["pkvm"] = ("/proc/cmdline " + ("has" if feats["pkvm"] else "lacks") + " kvm-arm.mode=protected "
+                      "(arch/arm64/kvm/arm.c early_kvm_mode_cfg())")
     return feats, ev, sorted(unknown), cpu
 
 

@@ -3,9 +3,23 @@
 One function per backing KIND, named after the kernel function that builds the VMA; the table
 :data:`KINDS` maps the user-facing names (``--backing`` / ``--remap``, family ``regions``) to
 them.  ``mmap(kind, any_uc=...)`` returns a :class:`Backing`.  ``any_uc`` says whether the kernel
-has ``VM_ALLOW_ANY_UNCACHED`` (v6.9+); drivers that set it only do so then.
+has ``VM_ALLOW_ANY_UNCACHED`` (v6.9+); drivers that set it only do so then.  ``hugetlb_mte``:
+whether arm64 gives hugetlb mappings VM_MTE_ALLOWED (6.13+); ``nvgrace_huge_fault``: whether
+nvgrace-gpu inserts PMD pfns from a huge_fault handler (7.2.13) rather than remap_pfn_range
+(6.12.118).  :func:`mmap_for` takes them from a kernel's :class:`~memtypes.linux.kvm.eras.Rules`.
 
-Sources: reference/kernel-kvm.md sections 4 (VM_MTE_ALLOWED), 5.1 (pgprot helpers), 6 (VFIO).
+Backings real hosts produce (issue 16): ``anon``, ``hugetlb`` (MAP_HUGETLB or memfd MFD_HUGETLB),
+``memfd-private`` / ``memfd-shared`` (``shmem`` is memfd-shared under its older name),
+``devzero-private`` (/dev/zero MAP_PRIVATE), ``file-private`` / ``file-shared`` (a regular
+page-cache file; ``file`` is the deprecated name of ``file-private``; a tmpfs file is shmem:
+use ``memfd-*``), ``pci-sysfs-resource`` / ``pci-sysfs-resource-wc`` (sysfs ``resourceN`` /
+``resourceN_wc``), ``vfio-pci-bar`` (a group's device fd) and ``vfio-pci-cdev-bar`` (the same
+BAR through the iommufd cdev /dev/vfio/devices/vfioN: the same vfio_pci_core_mmap(), so the same
+VMA; the cdev differs only on the DMA side and in what KVM-VFIO is told, linux/dma).
+
+Sources: reference/kernel-kvm.md sections 4 (VM_MTE_ALLOWED), 5.1 (pgprot helpers), 6 (VFIO);
+the Debian source trees 6.1.192, 6.12.118, 7.2.13, 7.3.4 (arch/arm64/include/asm/mman.h,
+drivers/char/mem.c, drivers/pci/mmap.c, drivers/vfio/pci).
 """
 
 from __future__ import annotations
@@ -17,8 +31,8 @@ from memtypes.arch.reason import Reason
 from memtypes.errors import InputError
 from memtypes.linux import mm
 from memtypes.linux.mm import (
-    DEVICE_CACHEABLE, DEVICE_MMIO, GMEM_RAM, HUGE_PFN, HUGE_THP, PMEM, RAM_TAGGED,
-    VM_ALLOW_ANY_UNCACHED, VM_IO, VM_MIXEDMAP, VM_MTE_ALLOWED, VM_PFNMAP, VM_SHARED, Phys, Vma,
+    DEVICE_CACHEABLE, DEVICE_MMIO, GMEM_RAM, HUGE_PFN, HUGE_PFN_REMAP, HUGE_THP, PMEM, RAM_TAGGED,
+    VM_ALLOW_ANY_UNCACHED, VM_HUGETLB, VM_IO, VM_MIXEDMAP, VM_MTE_ALLOWED, VM_PFNMAP, VM_SHARED, Phys, Vma,
 )
 
 
@@ -40,6 +54,13 @@ class Backing:
     reason: Reason | None = None
     notes: tuple[Reason, ...] = ()
     """Modelling assumptions about this backing (e.g. UNVERIFIED facts about its PFNs)."""
+    swap_backed: bool = False
+    """The page ``pin_user_pages(FOLL_LONGTERM | FOLL_WRITE)`` returns is swap-backed (anonymous,
+    shmem, or the anonymous copy a private mapping gets on the write pin): what pKVM's
+    pkvm_mem_abort() accepts."""
+    pin_efault: bool = False
+    """``pin_user_pages(FOLL_LONGTERM | FOLL_WRITE)`` refuses the VMA (-EFAULT): VM_IO/VM_PFNMAP,
+    or a shared file mapping that needs dirty tracking (mm/gup.c check_vma_flags())."""
 
 
 # --- reasons ------------------------------------------------------------------------------------
@@ -53,6 +74,57 @@ R_SHMEM = Reason("mm/mmap-shmem", "arch/arm64/include/asm/mman.h arch_calc_vm_fl
                  "pages unless shmem_enabled/huge= says so, so no THP block at stage 2")
 R_FILE = Reason("mm/mmap-file", "arch/arm64/include/asm/mman.h (M-mte62); TV7",
                 "regular file MAP_PRIVATE: page-cache RAM, no VM_MTE_ALLOWED (not RAM-based)")
+R_MEMFD_PRIVATE = Reason(
+    "mm/mmap-memfd-private", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits() shmem_file() (6.1.192, "
+    "6.12.118, 7.3.4); mm/shmem.c",
+    "memfd (shmem) mapped MAP_PRIVATE: VM_MTE_ALLOWED (a shmem file), not VM_SHARED, MT_NORMAL; reads map "
+    "the shmem page, writes a private anonymous copy (no THP: shmem huge pages are off by default)")
+R_HUGETLB_NOMTE = Reason(
+    "mm/mmap-hugetlb", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(): MAP_ANONYMOUS without "
+    "MAP_HUGETLB only (6.1.192, 6.12.118); mm/hugetlb.c",
+    "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages (the default hstate "
+    "with 4K pages, and the mmap is always huge-page aligned, so --hva-align does not apply); before 6.13 "
+    "no VM_MTE_ALLOWED, so an MTE VM refuses it (6.2+)")
+R_HUGETLB_MTE = Reason(
+    "mm/mmap-hugetlb-mte", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(): MAP_HUGETLB and "
+    "is_file_hugepages() (7.2.13, 7.3.4); arch/arm64/kvm/mmu.c sanitise_mte_tags() folio_test_hugetlb (7.3.4); "
+    "6.13 per reference section 4 (UNVERIFIED release)",
+    "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages (always huge-page "
+    "aligned), and VM_MTE_ALLOWED: KVM tags the whole huge folio through its head page")
+R_HUGETLB_PIN = Reason(
+    "mm/hugetlb-pin", "arch/arm64/kvm/mmu.c pkvm_mem_abort() folio_test_swapbacked() (7.3.4)",
+    "a hugetlb folio is taken as not swap-backed, so a protected VM cannot use it (-EIO); not checked "
+    "against mm/hugetlb.c", unverified=True)
+R_DEVZERO = Reason(
+    "drivers/mmap_zero", "drivers/char/mem.c mmap_zero() (6.1.192) / mmap_zero_prepare() (7.3.4); "
+    "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits()",
+    "/dev/zero MAP_PRIVATE: made anonymous (vma_set_anonymous, THP possible) but mmap() saw neither "
+    "MAP_ANONYMOUS nor a shmem file, so no VM_MTE_ALLOWED: an MTE VM refuses it from 6.2 (5.14-6.1 only "
+    "refused VM_SHARED)")
+R_FILE_SHARED = Reason(
+    "mm/mmap-file-shared", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits() (6.1.192-7.3.4); mm/gup.c "
+    "check_vma_flags() writable_file_mapping_allowed() (7.3.4)",
+    "regular page-cache file MAP_SHARED: VM_SHARED, no VM_MTE_ALLOWED, MT_NORMAL; a long-term writable pin "
+    "of it is refused (-EFAULT: it needs dirty tracking)")
+R_FILE_ALIAS = Reason(
+    "drivers/file-deprecated", "memtypes backing names, issue 16 (the VMA is mm/mmap-file's: "
+    "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits() 6.1.192-7.3.4)", "backing 'file' is the deprecated name of 'file-private' "
+    "(a regular file mapped MAP_PRIVATE); use file-private or file-shared")
+R_PCI_SYSFS = Reason(
+    "pci/pci_mmap_resource_range", "drivers/pci/pci-sysfs.c pci_mmap_resource_uc() -> drivers/pci/mmap.c "
+    "pci_mmap_resource_range() (6.1.192, 6.12.118, 7.3.4); arch/arm64 pgprot_device",
+    "sysfs resourceN: pgprot_device (MT_DEVICE_nGnRE), io_remap_pfn_range (VM_IO|VM_PFNMAP, PTE leaves), "
+    "never VM_ALLOW_ANY_UNCACHED: stage 2 stays Device-nGnRE")
+R_PCI_SYSFS_WC = Reason(
+    "pci/pci_mmap_resource_range-wc", "drivers/pci/pci-sysfs.c pci_mmap_resource_wc() -> drivers/pci/mmap.c "
+    "pci_mmap_resource_range(write_combine) (6.1.192, 6.12.118, 7.3.4); arch/arm64/include/asm/pci.h "
+    "arch_can_pci_mmap_wc() = 1; reference/realkernel.md (measured)",
+    "sysfs resourceN_wc: pgprot_writecombine (MT_NORMAL_NC) for the VMM, io_remap_pfn_range, no "
+    "VM_ALLOW_ANY_UNCACHED: KVM maps it Device-nGnRE at stage 2 (the VMM's WC does not reach the guest)")
+R_VFIO_CDEV = Reason(
+    "vfio/cdev-mmap", "drivers/vfio/vfio_main.c vfio_device_fops.mmap -> vfio_pci_core_mmap() (7.3.4)",
+    "a BAR mmapped through the iommufd cdev (/dev/vfio/devices/vfioN) gets the same VMA as through a group's "
+    "device fd: KVM sees no difference (the cdev differs on the DMA side and in KVM-VFIO FILE_ADD)")
 R_DEVMEM = Reason("drivers/mmap_mem", "drivers/char/mem.c mmap_mem(); arch/arm64/mm/mmu.c "
                   "phys_mem_access_prot() (unchanged v5.x-7.1 as far as modelled; not in the references)",
                   "/dev/mem over RAM: remap_pfn_range (VM_IO|VM_PFNMAP), MAP_SHARED, cacheable "
@@ -101,70 +173,121 @@ R_NVG_MIG_BUG = Reason("vfio/nvgrace_gpu/has_mig_hw_bug",
                        "Blackwell) lack it, and so have no resmem BAR, is not verified", unverified=True)
 
 
-def _anon(any_uc: bool) -> Backing:
+def _anon(k: "_K") -> Backing:
     return Backing("anon", Vma("anon", VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED, HUGE_THP), RAM_TAGGED,
-                   reason=R_ANON)
+                   reason=R_ANON, swap_backed=True)
 
 
-def _shmem(any_uc: bool) -> Backing:
-    return Backing("shmem", Vma("shmem", VM_SHARED | VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED),
-                   RAM_TAGGED, reason=R_SHMEM)
+def _shmem(k: "_K", kind: str = "shmem") -> Backing:
+    return Backing(kind, Vma(kind, VM_SHARED | VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED),
+                   RAM_TAGGED, reason=R_SHMEM, swap_backed=True)
 
 
-def _file(any_uc: bool) -> Backing:
-    return Backing("file", Vma("file", 0, mm.NORMAL, RAM_TAGGED), RAM_TAGGED, reason=R_FILE)
+def _memfd_shared(k: "_K") -> Backing:
+    return _shmem(k, "memfd-shared")
 
 
-def _mmap_mem(any_uc: bool) -> Backing:
+def _memfd_private(k: "_K") -> Backing:
+    return Backing("memfd-private", Vma("memfd-private", VM_MTE_ALLOWED, mm.NORMAL, RAM_TAGGED),
+                   RAM_TAGGED, reason=R_MEMFD_PRIVATE, swap_backed=True)
+
+
+def _hugetlb(k: "_K") -> Backing:
+    flags = VM_HUGETLB | (VM_MTE_ALLOWED if k.hugetlb_mte else 0)
+    return Backing("hugetlb", Vma("hugetlb", flags, mm.NORMAL, RAM_TAGGED), RAM_TAGGED,
+                   reason=R_HUGETLB_MTE if k.hugetlb_mte else R_HUGETLB_NOMTE, notes=(R_HUGETLB_PIN,))
+
+
+def _mmap_zero_private(k: "_K") -> Backing:
+    return Backing("devzero-private", Vma("devzero-private", 0, mm.NORMAL, RAM_TAGGED, HUGE_THP), RAM_TAGGED,
+                   reason=R_DEVZERO, swap_backed=True)
+
+
+def _file(k: "_K", kind: str = "file-private") -> Backing:
+    notes = (R_FILE_ALIAS,) if kind == "file" else ()
+    return Backing(kind, Vma(kind, 0, mm.NORMAL, RAM_TAGGED), RAM_TAGGED, reason=R_FILE, notes=notes,
+                   swap_backed=True)
+
+
+def _file_alias(k: "_K") -> Backing:
+    return _file(k, "file")
+
+
+def _file_shared(k: "_K") -> Backing:
+    return Backing("file-shared", Vma("file-shared", VM_SHARED, mm.NORMAL, RAM_TAGGED), RAM_TAGGED,
+                   reason=R_FILE_SHARED, pin_efault=True)
+
+
+def _mmap_mem(k: "_K") -> Backing:
     return Backing("devmem-ram", Vma("devmem-ram", VM_SHARED | VM_IO | VM_PFNMAP, mm.NORMAL, RAM_TAGGED),
-                   RAM_TAGGED, reason=R_DEVMEM)
+                   RAM_TAGGED, reason=R_DEVMEM, pin_efault=True)
 
 
-def _vfio_pci_core_mmap(any_uc: bool) -> Backing:
-    flags = VM_SHARED | VM_IO | VM_PFNMAP | (VM_ALLOW_ANY_UNCACHED if any_uc else 0)
-    return Backing("vfio-pci-bar", Vma("vfio-pci-bar", flags, mm.DEVICE_nGnRnE, DEVICE_MMIO, HUGE_PFN),
-                   DEVICE_MMIO, reason=R_VFIO_PCI)
+def _pci_mmap_resource_range(k: "_K", wc: bool = False) -> Backing:
+    kind = "pci-sysfs-resource-wc" if wc else "pci-sysfs-resource"
+    memtype = mm.NORMAL_NC if wc else mm.DEVICE_nGnRE
+    return Backing(kind, Vma(kind, VM_SHARED | VM_IO | VM_PFNMAP, memtype, DEVICE_MMIO, HUGE_PFN_REMAP),
+                   DEVICE_MMIO, reason=R_PCI_SYSFS_WC if wc else R_PCI_SYSFS, pin_efault=True)
 
 
-def _vfio_platform_mmap_mmio(any_uc: bool) -> Backing:
+def _pci_mmap_resource_wc(k: "_K") -> Backing:
+    return _pci_mmap_resource_range(k, wc=True)
+
+
+def _vfio_pci_core_mmap(k: "_K", kind: str = "vfio-pci-bar") -> Backing:
+    flags = VM_SHARED | VM_IO | VM_PFNMAP | (VM_ALLOW_ANY_UNCACHED if k.any_uc else 0)
+    return Backing(kind, Vma(kind, flags, mm.DEVICE_nGnRnE, DEVICE_MMIO, HUGE_PFN),
+                   DEVICE_MMIO, reason=R_VFIO_PCI, notes=(R_VFIO_CDEV,) if kind != "vfio-pci-bar" else (),
+                   pin_efault=True)
+
+
+def _vfio_pci_cdev(k: "_K") -> Backing:
+    return _vfio_pci_core_mmap(k, "vfio-pci-cdev-bar")
+
+
+def _vfio_platform_mmap_mmio(k: "_K") -> Backing:
     return Backing("vfio-platform-mmio",
                    Vma("vfio-platform-mmio", VM_SHARED | VM_IO | VM_PFNMAP, mm.DEVICE_nGnRnE, DEVICE_MMIO),
-                   DEVICE_MMIO, reason=R_VFIO_PLATFORM)
+                   DEVICE_MMIO, reason=R_VFIO_PLATFORM, pin_efault=True)
 
 
-def _nvgrace_resmem(any_uc: bool) -> Backing:
+def _nvgrace_huge(k: "_K") -> str:
+    return HUGE_PFN if k.nvgrace_huge_fault else HUGE_PFN_REMAP
+
+
+def _nvgrace_resmem(k: "_K") -> Backing:
     flags = VM_SHARED | VM_IO | VM_PFNMAP | VM_ALLOW_ANY_UNCACHED
-    return Backing("nvgrace-resmem", Vma("nvgrace-resmem", flags, mm.NORMAL_NC, DEVICE_CACHEABLE, HUGE_PFN),
-                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_RESMEM, notes=(R_NVG_MIG_BUG,))
+    return Backing("nvgrace-resmem", Vma("nvgrace-resmem", flags, mm.NORMAL_NC, DEVICE_CACHEABLE, _nvgrace_huge(k)),
+                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_RESMEM, notes=(R_NVG_MIG_BUG,), pin_efault=True)
 
 
-def _nvgrace_usemem(any_uc: bool) -> Backing:
+def _nvgrace_usemem(k: "_K") -> Backing:
     return Backing("nvgrace-usemem",
-                   Vma("nvgrace-usemem", VM_SHARED | VM_IO | VM_PFNMAP, mm.NORMAL, DEVICE_CACHEABLE, HUGE_PFN),
-                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_USEMEM)
+                   Vma("nvgrace-usemem", VM_SHARED | VM_IO | VM_PFNMAP, mm.NORMAL, DEVICE_CACHEABLE, _nvgrace_huge(k)),
+                   DEVICE_CACHEABLE, since=(6, 9), reason=R_NVG_USEMEM, pin_efault=True)
 
 
-def _dax_mmap(any_uc: bool) -> Backing:
+def _dax_mmap(k: "_K") -> Backing:
     return Backing("pmem", Vma("pmem", VM_SHARED, mm.NORMAL, PMEM), PMEM, reason=R_PMEM,
                    notes=(mm.R_PMEM_MAPMEM,))
 
 
-def _vgic_gicv(any_uc: bool) -> Backing:
+def _vgic_gicv(k: "_K") -> Backing:
     return Backing("gicv2-gicv", None, DEVICE_MMIO, vgic=True, reason=R_GICV)
 
 
-def _guest_memfd(any_uc: bool) -> Backing:
+def _guest_memfd(k: "_K") -> Backing:
     return Backing("guest-memfd", None, GMEM_RAM, gmem=True, since=(6, 18), reason=R_GMEM)
 
 
-def _mixedmap_cacheable(any_uc: bool) -> Backing:
+def _mixedmap_cacheable(k: "_K") -> Backing:
     return Backing("mixedmap-cacheable",
                    Vma("mixedmap-cacheable", VM_SHARED | VM_MIXEDMAP, mm.NORMAL, DEVICE_CACHEABLE),
                    DEVICE_CACHEABLE, reason=R_MIXED_C)
 
 
-def _mixedmap_uncached(any_uc: bool) -> Backing:
-    flags = VM_SHARED | VM_MIXEDMAP | (VM_ALLOW_ANY_UNCACHED if any_uc else 0)
+def _mixedmap_uncached(k: "_K") -> Backing:
+    flags = VM_SHARED | VM_MIXEDMAP | (VM_ALLOW_ANY_UNCACHED if k.any_uc else 0)
     return Backing("mixedmap-uncached", Vma("mixedmap-uncached", flags, mm.DEVICE_nGnRnE, DEVICE_MMIO),
                    DEVICE_MMIO, reason=R_MIXED_UC)
 
@@ -174,14 +297,14 @@ GMEM_MMAP_VMA = Vma("guest-memfd", VM_SHARED, mm.NORMAL, GMEM_RAM)
 slot sees when the VMM maps a guest_memfd over it (``--remap guest-memfd``)."""
 
 
-def _hole(any_uc: bool) -> Backing:
+def _hole(k: "_K") -> Backing:
     return Backing("hole", None, None, reason=R_HOLE)
 
 
 _BUILDERS = {
     "anon": _anon,
     "shmem": _shmem,
-    "file": _file,
+    "file": _file_alias,
     "devmem-ram": _mmap_mem,
     "vfio-pci-bar": _vfio_pci_core_mmap,
     "vfio-platform-mmio": _vfio_platform_mmap_mmio,
@@ -193,7 +316,19 @@ _BUILDERS = {
     "mixedmap-cacheable": _mixedmap_cacheable,
     "mixedmap-uncached": _mixedmap_uncached,
     "hole": _hole,
+    "hugetlb": _hugetlb,
+    "memfd-private": _memfd_private,
+    "memfd-shared": _memfd_shared,
+    "devzero-private": _mmap_zero_private,
+    "file-private": _file,
+    "file-shared": _file_shared,
+    "pci-sysfs-resource": _pci_mmap_resource_range,
+    "pci-sysfs-resource-wc": _pci_mmap_resource_wc,
+    "vfio-pci-cdev-bar": _vfio_pci_cdev,
 }
+
+DEPRECATED: dict[str, str] = {"file": "file-private"}
+"""Old KIND names still accepted, and what replaced them."""
 
 KINDS: tuple[str, ...] = tuple(_BUILDERS)
 """Every backing KIND, in a fixed order (``hole`` = munmap, usable with ``--remap``)."""
@@ -205,7 +340,24 @@ def check_kind(kind: str, *, where: str = "--backing") -> str:
     return kind
 
 
+@dataclass(frozen=True, slots=True)
+class _K:
+    """What a builder needs to know about the kernel."""
+
+    any_uc: bool
+    hugetlb_mte: bool
+    nvgrace_huge_fault: bool
+
+
 @lru_cache(maxsize=None)
-def mmap(kind: str, *, any_uc: bool) -> Backing:
-    """The Backing a KIND produces on a kernel that has (``any_uc``) VM_ALLOW_ANY_UNCACHED or not."""
-    return _BUILDERS[check_kind(kind)](any_uc)
+def mmap(kind: str, *, any_uc: bool, hugetlb_mte: bool = True, nvgrace_huge_fault: bool = True) -> Backing:
+    """The Backing a KIND produces on a kernel that has (``any_uc``) VM_ALLOW_ANY_UNCACHED or not,
+    gives hugetlb VM_MTE_ALLOWED (``hugetlb_mte``) or not, and whose nvgrace-gpu driver inserts
+    huge pfns on fault (``nvgrace_huge_fault``) or fills the VMA with remap_pfn_range()."""
+    return _BUILDERS[check_kind(kind)](_K(any_uc, hugetlb_mte, nvgrace_huge_fault))
+
+
+def mmap_for(kind: str, rules) -> Backing:
+    """:func:`mmap` for a kernel's Rules (``normal_nc``, ``hugetlb_mte``, ``pfnmap_host_leaf``)."""
+    return mmap(kind, any_uc=rules.normal_nc, hugetlb_mte=rules.hugetlb_mte,
+                nvgrace_huge_fault=rules.nvgrace_huge_fault)

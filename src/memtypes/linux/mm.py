@@ -109,7 +109,17 @@ PMD = "PMD"
 # huge-page capability of a backing
 HUGE_NONE = "none"
 HUGE_THP = "thp"          # transparent huge pages possible (anonymous, shmem)
-HUGE_PFN = "pfn-block"    # PFNMAP inserted at PMD/PUD when aligned (vfio huge_fault, nvgrace)
+HUGE_PFN = "pfn-block"    # a large PFNMAP whose driver inserts PMD/PUD pfns when aligned (huge_fault:
+                          # vfio-pci 6.12+, nvgrace-gpu in 7.2.13)
+HUGE_PFN_REMAP = "pfn-remap"  # a large PFNMAP filled with PTEs (remap_pfn_range): only the pre-7.2
+                              # vm_pgoff sizing can make it a stage-2 block
+
+# where the VMM's mapping of a memslot lands (``explain --hva-align``): the userspace address's
+# alignment, with the memslot's guest address 1 GiB-aligned
+HVA_4K = "4K"
+HVA_2M = "2M"
+HVA_1G = "1G"
+HVA_ALIGNS = (HVA_4K, HVA_2M, HVA_1G)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,13 +116,23 @@ def render_check(console: Console, matrix) -> None:
     console.print(notes_text(matrix))
 
 
+def _beyond(spec) -> str:
+    """``; newer than the model, assuming 7.3`` for a kernel past what the model knows."""
+    from memtypes.linux.version import beyond_model, parse_version, split_variant
+    try:
+        mark = beyond_model(parse_version(split_variant(str(spec))[0]))
+    except Exception:       # the scenario loader validated it; never fail a report on this
+        return ""
+    return f"; {mark}" if mark else ""
+
+
 def render_run(console: Console, rep) -> None:
     s = rep.scenario
     fam = rep.extra.get("family", s.family)
     kern = rep.extra.get("kernel", s.kernel)
     var = rep.extra.get("variant", s.variant or "mainline")
     console.print(Text(f"{s.path}: {fam} on kernel {row_label(kern, var)} "
-                       f"(from {s.kernel}), initial state #{s.init}", style="bold"))
+                       f"(from {s.kernel}{_beyond(s.kernel)}), initial state #{s.init}", style="bold"))
     for n in rep.init_broken:
         console.print(Text(f"  initial state violates {n}", style="bold red"))
     for o in rep.steps:

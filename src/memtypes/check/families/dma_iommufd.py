@@ -16,8 +16,12 @@ guest CPU read (and write with ``guest_write``), non-snooped writes by ``hnc``, 
 host reads once unpinned (reuse).  The KVM-VFIO FILE_ADD of ``hnc`` happens at start.
 
 Kernels: iommufd and the device-capability answer of ``vfio_file_enforced_coherent`` both date
-from v6.2, so ``6.2`` (first iommufd era) and ``6.9`` (the series' base) are checked; the model's
-rules are the same in both (later eras only change x86 EPT memtype details, section 2.6).
+from v6.2, so ``6.2`` (first iommufd era) and ``6.9`` (the series' base) are checked, and ``7.2``
+(what ships now, 7.2-7.3): there io_pagetable.c/pages.c have no CPU cache flush for non-coherent
+domains (the flush series was not merged: upstream = no flush), and an attach no longer
+"upgrades" a non-CC hwpt (linux/dma/iommufd.attach_upgrades: from 6.12 a CC-capable device joins
+it as it is, so TV26's upgrade never happens and its hwpt stays reported non-coherent).  Later
+eras otherwise only change x86 EPT memtype details (section 2.6).
 ``coherency-reported`` here is KVM's registration, plus (TV26) no hwpt that reports
 enforce_cache_coherency while a device can still reach SNP=0 PTEs through it; iommufd has no
 VFIO_DMA_CC_IOMMU (the v1 counter is internal; its underflow shows up as a missed flush,
@@ -39,7 +43,11 @@ Params (JSON; ``default_params`` below), besides the bounds above (``fail``, ``m
   e645c20e8e9c) a second-stage upgrade succeeds with the old PTEs still SNP=0, so
   ``coherency-reported`` is violated in every variant; on ``6.9`` (v6.7+) the attach fails with
   -EINVAL once the domain has had mappings, and the property holds.  (6.6.y carries the fix too
-  per the reference; exact stable release UNVERIFIED, the model splits at 6.7.)
+  per the reference; exact stable release UNVERIFIED, the model splits at 6.7.)  On ``7.2``
+  (from 6.12: iommufd.attach_upgrades) there is no upgrade: ``hcc`` joins the non-CC hwpt and its
+  DMA is non-snooped at every IOVA; KVM stays registered non-coherent because ``hnc``'s file was
+  added too, so the property holds (with ``hcc``'s file alone KVM would hear "coherent":
+  vfio_file_enforced_coherent() asks the device's capability, not its hwpt).
 * ``stage`` (default ``"second"``): ``"second"`` or ``"first"``, the Intel stage of ``hnc``'s hwpt;
   a first-stage upgrade sets PGSNP for every mapping and is allowed in every era.
 
@@ -57,7 +65,7 @@ from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
 from memtypes.linux.dma import Group, apply, iommufd, make_env
 
-KERNELS = ("6.2", "6.9")
+KERNELS = ("6.2", "6.9", "7.2")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
 
 

@@ -24,8 +24,13 @@ told (section 2.4): ``5.14`` stands for <= v6.1, where ``vfio_file_enforced_cohe
 without a container is "coherent" (FILE_ADD before attach leaves KVM unregistered: TV24, so
 ``coherency-reported`` is violated there in every variant; <= v5.18 UNVERIFIED), ``6.2`` for the
 device-capability rule (v6.2+), ``6.9`` for the era of the code the series was written against
-(base e67572cd2204).  Later eras change only x86 EPT memtype details (section 2.6), which these
-properties do not observe.
+(base e67572cd2204), ``7.2`` for what ships now: drivers/vfio/vfio_iommu_type1.c,
+drivers/vfio/group.c and virt/kvm/vfio.c are identical in 7.2.13 and 7.3.4 and have no CPU cache
+flush for non-coherent domains (the series was not merged: upstream = no flush), and the attach
+no longer runs vfio_test_domain_fgsp() (type1.has_fgsp), so the probe attach is not offered there;
+later eras change only x86 EPT memtype details (section 2.6), which these properties do
+not observe.  With ``emulated``, ``kvm_file_add`` of ``gem`` is in the alphabet too: from 6.2 an
+mdev group is reported non-coherent to KVM (its devices have no IOMMU).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from memtypes.check.family import Family, int_param
 from memtypes.explore.model import Action, Property, act
 from memtypes.linux.dma import Group, bind, make_env, type1
 
-KERNELS = ("5.14", "6.2", "6.9")
+KERNELS = ("5.14", "6.2", "6.9", "7.2")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
 SOURCE = ('"Enforce CPU cache flush for non-coherent device assignment" v1 '
           "<20240507061802.20184-1-yan.y.zhao@intel.com> and its review (kernel-vfio.md 1.7)")
@@ -142,7 +147,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
 def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     """``(name, env, initial state, alphabet, properties)`` of the model over the type1 state."""
     n = int_param(params, "dma-type1", "pages", 1)
-    probe = bool(params.get("probe", True))
+    probe = bool(params.get("probe", True)) and type1.has_fgsp(make_env(variant_name(variant), kernel))
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     emulated = bool(params.get("emulated", False))
@@ -208,6 +213,10 @@ def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     if kvm:
         add(act("vmm", "kvm_file_add", file="gnc"), ("kvm_add", "gnc"),
             lambda s: "gnc" not in s.kvm_files)
+        if emulated:
+            # what KVM is told about an mdev group (kvm_vfio.file_enforced_coherent)
+            add(act("vmm", "kvm_file_add", file="gem"), ("kvm_add", "gem"),
+                lambda s: "gem" not in s.kvm_files)
 
     def pinned(s, p):
         return s.pins[p] > 0

@@ -311,7 +311,7 @@ class Type1Table(DriverTable):
             lines[self.n], lines[self.n + 1] = k0, k1
             type1._test_domain_fgsp(env, lines, g.nc, mode.probe, ev)
             bad = bad or any(e[0] == "read" and cache.is_previous_owner(e[3]) for e in ev)
-            dread = dread or mode.probe is not None
+            dread = dread or (mode.probe is not None and type1.has_fgsp(env))
             if mode.failed:                         # the domain is freed, the attach fails
                 unpinned = unpinned or mode.acc
             else:                                   # list_add at the head

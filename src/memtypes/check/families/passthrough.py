@@ -112,8 +112,7 @@ class KvmModel(TableModel):
             raise InputError(f"'slots' must be an integer from 1 to {MAX_SLOTS}", where="params", field="slots")
         # memslot flags the VMM may choose; the cpfn-memslot-flag variant adds its opt-in flag
         self._flag_choices = ("", "L", "P") if self.rules.cpfn_slot_flag else ("", "L")
-        any_uc = self.rules.normal_nc
-        self.backings: tuple[Backing, ...] = tuple(drivers.mmap(k, any_uc=any_uc) for k in self.regions)
+        self.backings: tuple[Backing, ...] = tuple(drivers.mmap_for(k, self.rules) for k in self.regions)
         # remap targets: what the VMM can mmap over a slot's range (not the GICV frame)
         self.remap_backings: tuple[Backing | None, ...] = tuple(
             None if b.vgic else (Backing(b.kind, GMEM_MMAP_VMA, GMEM_MMAP_VMA.phys) if b.gmem else b)
@@ -185,7 +184,9 @@ class KvmModel(TableModel):
 
     # --- transitions ----------------------------------------------------------------------------
     def _groups(self) -> tuple[Moves, ...]:
-        out = [Moves("enable_mte", (HOST, MTE, VCPUS), (MTE,), self._enable_mte),
+        # 7.2+: KVM_CAP_ARM_MTE is refused once a guest_memfd slot exists, so the move reads the slots
+        reads = (HOST, MTE, VCPUS) + (self.SLOTS if self.rules.gmem_mte_excl else ())
+        out = [Moves("enable_mte", reads, (MTE,), self._enable_mte),
                Moves("start_vcpus", (VCPUS,), (VCPUS,), self._start_vcpus)]
         for i, c in enumerate(self.SLOTS):
             out.append(Moves(f"slot{i}", (HOST, MTE, VCPUS, ACC, c), (VCPUS, ACC, c),
@@ -193,11 +194,13 @@ class KvmModel(TableModel):
         return tuple(out)
 
     def _enable_mte(self, vals):
-        h, mte, vcpus = vals
-        # KVM_CAP_ARM_MTE checks only that no vCPU exists: memslots made before it were checked
-        # without MTE (the fault-time re-check is what catches them)
+        h, mte, vcpus = vals[:3]
+        # KVM_CAP_ARM_MTE checks that no vCPU exists (and, 7.2+, that no memslot has a guest_memfd):
+        # memslots made before it were checked without MTE (the fault-time re-check catches them)
+        gmem = any(s and s[1] == "G" for s in vals[3:])
         if not vcpus and not mte and self.rules.mte_cap:
-            if enable_cap(self.rules, self.feats[h], Vm(mte=mte, created_vcpus=0), KVM_CAP_ARM_MTE)[1] is None:
+            if enable_cap(self.rules, self.feats[h], Vm(mte=mte, created_vcpus=0, gmem_slot=gmem),
+                          KVM_CAP_ARM_MTE)[1] is None:
                 return [(act("vmm", "enable_mte"), (True,))]
         return []
 

@@ -156,6 +156,19 @@ def _tracks_hm(env: Env, nc: bool, fs: bool) -> bool:
     return nc and not fs and env.kernel.at_least(6, 7)
 
 
+def attach_upgrades(env: Env) -> bool:
+    """Whether IOMMU_DEVICE_ATTACH of an IOMMU_CAP_ENFORCE_CACHE_COHERENCY-capable device to an
+    existing non-CC hwpt asks the domain to enforce coherency (the "upgrade", step 3 of
+    :func:`dev_attach`; reference kernel-vfio.md 2.3, up to the 6.9 base).  Not in 6.12.118,
+    7.2.13 or 7.3.4: drivers/iommu/iommufd/device.c iommufd_hw_pagetable_attach() has no
+    enforce call, iommufd_hwpt_paging_enforce_cc() runs only in iommufd_hwpt_paging_alloc(),
+    whose comment says a non-CC hwpt "can be later reused by another device (either non-CC or
+    CC)": the capable device joins the non-coherent hwpt as it is.  The model splits at 6.12
+    (a stable tree does not drop such code, so mainline 6.12 lacked it; the release that
+    removed it, 6.10-6.12, is UNVERIFIED)."""
+    return not env.kernel.at_least(6, 12)
+
+
 def _set_bit(pages: tuple, pid: int) -> tuple:
     return tuple((p[0], p[1], p[2], True) if p[0] == pid else p for p in pages)
 
@@ -395,7 +408,8 @@ def dev_attach(env: Env, s: Fd, dev: str, hid: str):
     1. ``dev`` already attached: -EBUSY; no such hwpt: -ENOENT;
     2. ``dev`` is not IOMMU_CAP_ENFORCE_CACHE_COHERENCY-capable (its IOMMU lacks Snoop Control)
        and the hwpt enforces: the driver refuses (Intel 9d6ab26a75f4, v5.19) -> -EINVAL;
-    3. ``dev`` capable and the hwpt does not enforce: iommufd "upgrades" it
+    3. ``dev`` capable and the hwpt does not enforce: from 6.12 (:func:`attach_upgrades`) it joins
+       the non-coherent hwpt as it is; before, iommufd "upgrades" it
        (iommufd_hwpt_paging_enforce_cc); failure -> attach -EINVAL.  intel_iommu_enforce_cache_
        coherency:
        a. an attached device's IOMMU lacks Snoop Control (domain_support_force_snooping): fails;
@@ -423,7 +437,7 @@ def dev_attach(env: Env, s: Fd, dev: str, hid: str):
     nc, snp0 = h[1], h[4]
     if not capable and not nc:
         return s, (("err", "EINVAL", "intel_iommu_attach_device (no Snoop Control)"),)
-    if capable and nc:
+    if capable and nc and attach_upgrades(env):
         if any(env.group(d).nc for d in h[5]):
             return s, (("err", "EINVAL", "iommufd_hwpt_paging_enforce_cc (no Snoop Control)"),)
         if h[2]:
@@ -478,6 +492,10 @@ REASONS = {
                    "<20231114011036.70142-1-baolu.lu@linux.intel.com> (v6.7; 6.6.y UNVERIFIED)",
                    "a second-stage domain with mappings cannot be upgraded; before, old PTEs kept "
                    "SNP=0 under a domain reported coherent", unverified=True),
+    "tv26-joins-nc": Reason("iommufd/attach/no-upgrade", "drivers/iommu/iommufd/device.c "
+                            "iommufd_hw_pagetable_attach(), hw_pagetable.c iommufd_hwpt_paging_alloc() 6.12.118, "
+                            "7.2.13, 7.3.4", "a CC-capable device attached to a non-CC hwpt joins it as it is "
+                            "(no enforce call on attach); removal release between 6.10 and 6.12 not verified"),
     "tv27": Reason("iommufd/v1/cnt-underflow", f"{SRC}/hw_pagetable.c iommufd_hwpt_paging_alloc "
                    f"out_detach, 5/5 {V1_PATCH}",
                    "a CC hwpt whose iopt_table_add_domain fails decrements the NC counter",

@@ -12,7 +12,12 @@ inside VFIO later is not re-evaluated (Kevin Tian / Jason Gunthorpe, 2022 "one-s
   (UNVERIFIED for <= v5.18 ordering, TV24).
 * >= v6.2 (4989764d8ed3 era): true iff every device of the group (or the cdev device) is
   IOMMU_CAP_ENFORCE_CACHE_COHERENCY-capable; an NC group is therefore reported whatever the
-  attach order.  Emulated (mdev) groups: reported coherent here (CPU access; UNVERIFIED).
+  attach order.  Emulated (mdev) groups are reported **non-coherent**: their devices have no
+  IOMMU, and device_iommu_capable() answers false without one (drivers/vfio/group.c
+  vfio_group_enforced_coherent(), drivers/vfio/vfio_main.c vfio_file_enforced_coherent(),
+  drivers/iommu/iommu.c device_iommu_capable() `!dev_has_iommu(dev)` -> false, read in 6.12.118,
+  7.2.13 and 7.3.4).  So KVM_DEV_VFIO_FILE_ADD of an mdev group registers non-coherent DMA with
+  KVM (x86: real WBINVD, guest PAT honoured) although the mdev's "DMA" is CPU access.
 
 The state fields used are ``kvm_files`` (files added, in order) and ``kvm_nc``
 (``kv->noncoherent``: this device registered non-coherent DMA with KVM; x86
@@ -32,7 +37,7 @@ def file_enforced_coherent(env: Env, s, f: str) -> bool:
     from memtypes.linux.dma import type1
     grp = env.group(f)
     if env.kernel.at_least(6, 2) or not isinstance(s, type1.T1):
-        return grp.emulated or not grp.nc
+        return not grp.nc and not grp.emulated
     if not type1.attached(s, f):
         return True                           # no container user: reported coherent (<= 6.1)
     return type1.cc_iommu(env, s) == 1
@@ -59,6 +64,12 @@ def file_del(env: Env, s, f: str):
     if f not in s.kvm_files:
         return s, (("err", "ENOENT", "kvm_vfio_file_del"),)
     return _update(env, s, tuple(x for x in s.kvm_files if x != f))
+
+
+R_EMULATED = Reason("kvm-vfio/enforced-coherent/emulated", f"{SRC}; drivers/vfio/group.c "
+                    "vfio_group_enforced_coherent(), drivers/iommu/iommu.c device_iommu_capable() 6.12.118, 7.2.13, "
+                    "7.3.4", "v6.2+: an emulated (mdev) group's devices have no IOMMU, so it is reported "
+                    "non-coherent: FILE_ADD registers non-coherent DMA with KVM")
 
 
 def reason(env: Env) -> Reason:

@@ -28,14 +28,18 @@ def ept_memtype(kernel: KernelVersion, has_nc: bool, *, cr0_cd: bool = False,
     ``ipat`` True = guest PAT ignored.  Guest-MTRR types are reduced to WB (the usual guest
     MTRR for RAM)."""
     v = kernel
-    if v.at_least(6, 16):
+    if v.at_least(6, 16) or (v.series == (6, 12) and v.at_least(6, 12, 78)):
+        # 6.12.78 backported KVM_X86_QUIRK_IGNORE_GUEST_PAT (Debian linux-source-6.12 changelog,
+        # upstream 6.12.78; vmx_ignore_guest_pat() read in 6.12.118 and 7.3.4)
         if has_nc:
-            return "WB", False, Reason("x86-kvm/ept/6.16-nc", SRC_MT + " (v6.16+)",
+            return "WB", False, Reason("x86-kvm/ept/6.16-nc", SRC_MT + " vmx_ignore_guest_pat() (v6.16+, "
+                                       "6.12.78+; read in 6.12.118, 7.3.4)",
                                        "NC DMA: WB, guest PAT honoured")
         if ignore_guest_pat_quirk or not self_snoop:
             return "WB", True, Reason("x86-kvm/ept/6.16-quirk", SRC_MT + " KVM_X86_QUIRK_IGNORE_"
-                                      "GUEST_PAT (v6.16+)", "quirk enabled: WB + IPAT")
-        return "WB", False, Reason("x86-kvm/ept/6.16-noquirk", SRC_MT + " (v6.16+)",
+                                      "GUEST_PAT (v6.16+, 6.12.78+; read in 6.12.118, 7.3.4)",
+                                      "quirk enabled: WB + IPAT")
+        return "WB", False, Reason("x86-kvm/ept/6.16-noquirk", SRC_MT + " (v6.16+, 6.12.78+)",
                                    "quirk disabled (self-snoop): guest PAT honoured")
     if v.at_least(6, 12):
         return ("WB", not has_nc, Reason("x86-kvm/ept/6.12", SRC_MT + " (v6.12, revert "

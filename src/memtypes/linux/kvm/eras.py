@@ -4,15 +4,20 @@ An era is a frozen bundle of rule switches read by ``kvm_arch_prepare_memory_reg
 ``user_mem_abort``, ``gmem_abort``, ``kvm_vm_ioctl_check_extension`` / ``enable_cap`` and
 ``kvm_vm_ioctl_mte_copy_tags``.  Each later era is ``replace(previous, ...)`` with only what
 changed and a ``changed_by`` Reason saying which release/commit changed it (reference/
-kernel-kvm.md section 1).  Eras, by first version: 5.13 (stands for <=5.13), 5.14, 6.2, 6.9,
-6.17, 6.18, 7.1.
+kernel-kvm.md section 1, and the Debian source trees 6.1.192, 6.12.118, 7.2.13, 7.3.4 read for
+issue 16).  Eras, by first version: 5.13 (stands for <=5.13), 5.14, 6.2, 6.9, 6.17, 6.18, 7.1,
+7.2 (7.2-7.3: 7.3.4 changes nothing the model restates from 7.2.13; see C_7_3).
 
-Intra-era changes are applied by :func:`kernel` from the exact version: KVM_ARM_MTE_COPY_TAGS
--EBUSY under dirty logging from 6.12 (inside 6.9-6.16); the user_mem_abort page-leak fix in
-6.17.y (patch > 0) as well as 6.18; the 7.0 changes (pKVM refuses KVM_CAP_ARM_MTE for every
-guest, LS64 DABT injection) inside the 6.18-7.0 era.
+Intra-era and point-release changes are applied by :func:`rules_for_version` from the exact
+version: KVM_ARM_MTE_COPY_TAGS -EBUSY under dirty logging from 6.12 (inside 6.9-6.16);
+hugetlb VM_MTE_ALLOWED from 6.13; the user_mem_abort page-leak fix in 6.17.y (patch > 0) as well
+as 6.18; the 7.0 changes (pKVM refuses KVM_CAP_ARM_MTE for every guest, LS64 DABT injection)
+inside the 6.18-7.0 era; KVM_CAP_USER_MEMORY2 from 6.8 and KVM_CAP_ARM_SEA_TO_USER from 6.19;
+and the stable backports of the PFNMAP mapping-size change, 6.1.191 and 6.12.113 (Debian
+changelogs of linux-source-6.1 and -6.12).
 
-``kernel("6.17+mte-rfc-2020")`` returns a :class:`Kernel` (version, era, variant, rules).
+``kernel("6.17+mte-rfc-2020")`` returns a :class:`Kernel` (version, era, variant, rules, and the
+"newer than the model" mark for a version past what the model knows).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from functools import lru_cache
 
 from memtypes.arch.reason import Reason
 from memtypes.errors import InputError
-from memtypes.linux.version import KernelVersion, parse_version, split_variant
+from memtypes.linux.version import KernelVersion, assumed_version, parse_version, split_variant
 
 # device_test values (how user_mem_abort decides "device" / force-noncacheable)
 DEV_PFN_VALID = "pfn_valid"                 # <=5.13: !pfn_valid(pfn)
@@ -59,6 +64,12 @@ class Rules:
     # --- capabilities ---
     mte_cap: bool = False              # KVM_CAP_ARM_MTE 205 (5.14)
     pkvm_no_mte: bool = False          # 7.0: pKVM refuses MTE for every guest
+    pkvm_ext_filter_all: bool = False  # 7.2: kvm_pkvm_ext_allowed() filters every fd on a pKVM host
+    pkvm_ioremap_eperm: bool = False   # kvm_phys_addr_ioremap() -EPERM on a pKVM host (read 6.1.192+)
+    source_read: str = ""              # the Debian tree this version's arm64 KVM text was read in, if any
+    gmem_mte_excl: bool = False        # 7.2: guest_memfd slot and MTE refuse each other (P8, enable_cap)
+    cap_user_memory2: bool = False     # KVM_CAP_USER_MEMORY2 231 (6.8)
+    cap_sea_to_user: bool = False      # KVM_CAP_ARM_SEA_TO_USER 245 (6.19)
     cap_cacheable_pfnmap: bool = False  # cap 243 (6.17)
     cap_gmem_flags: bool = False       # cap 244 (6.18)
     mte_copy_tags: bool = False        # KVM_ARM_MTE_COPY_TAGS ioctl (5.14)
@@ -67,6 +78,14 @@ class Rules:
     device_test: str = DEV_PFN_VALID
     map_memory_unverified: bool = False  # 5.14-6.5: !pfn_is_map_memory assumed (switch version UNVERIFIED)
     pfnmap_force_pte: bool = True      # <=5.13: PFNMAP always force_pte
+    pfnmap_host_leaf: bool = False     # 7.2 / 6.12.113 / 6.1.191: PFNMAP size from the host's own
+                                       # stage-1 leaf, no longer from vm_pgoff (get_vma_page_shift)
+    thp_adjust_device: bool = False    # 7.2 / 6.12.113: the host-leaf (THP) adjust also runs for
+                                       # device / force-noncacheable mappings
+    perm_read_relax: bool = False      # 7.2: a read permission fault relaxes permissions (no -EFAULT)
+    hugetlb_mte: bool = False          # arm64 mman.h: MAP_HUGETLB / hugetlbfs get VM_MTE_ALLOWED (6.13)
+    nvgrace_huge_fault: bool = False   # nvgrace-gpu inserts PMD pfns from huge_fault (7.2.13; 6.12.118
+                                       # uses remap_pfn_range)
     inline_cmo: bool = True            # <=5.13: CMOs done in user_mem_abort itself
     normal_nc: bool = False            # 6.9: NC when VM_ALLOW_ANY_UNCACHED
     cacheable_pfnmap: bool = False     # 6.17: cacheable VMA on !MapMem PFNMAP -> NORMAL or -EFAULT
@@ -118,6 +137,9 @@ C_5_14 = (
     Reason("era/5.14/pfn_is_map_memory", "arch/arm64/kvm/mmu.c kvm_is_device_pfn(): pfn_valid -> "
            "pfn_is_map_memory, believed v5.14 (patch hunk seen; S-6.6 has the new form)",
            "device = !pfn_is_map_memory(pfn)", unverified=True),
+    Reason("era/5.14/pkvm-ioremap-eperm", "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() "
+           "is_protected_kvm_enabled() -EPERM: read in 6.1.192, 6.12.118, 7.3.4; present from 5.14 assumed",
+           "on a pKVM host KVM maps no I/O itself (the GICv2 GICV frame): -EPERM", unverified=True),
 )
 C_6_2 = (
     Reason("era/6.2/mte-map-shared", "KVM/arm64 updates for 6.2; d89585fbb308, c911f0d46879, "
@@ -160,27 +182,105 @@ C_7_1 = (
            "|| !logging || write); pKVM -EPERM memslot rules P6/P7", unverified=True),
 )
 
+_M72 = "arch/arm64/kvm/mmu.c 7.2.13 (Debian linux-source-7.2)"
+_M73 = "7.3.4 (Debian linux-source-7.3)"
+C_7_2 = (
+    Reason("era/7.2/pfnmap-host-leaf", f"{_M72} get_vma_page_shift(), kvm_s2_resolve_vma_size(), "
+           f"kvm_s2_fault_map(); same text in {_M73}",
+           "the stage-2 mapping size of VM_PFNMAP memory no longer comes from the VMA (vm_pgoff and hva "
+           "alignment): get_vma_page_shift() sizes hugetlb only, and the block size follows the host's own "
+           "stage-1 leaf (transparent_hugepage_adjust -> get_user_mapping_size, at most PMD), now also for "
+           "device / non-cacheable mappings"),
+    Reason("era/7.2/perm-read", f"{_M72} kvm_handle_guest_abort() VM_WARN_ON_ONCE, user_mem_abort(); "
+           f"same in {_M73}",
+           "the \"Unexpected L2 read permission error\" -EFAULT is gone: a permission fault that is neither "
+           "write nor exec relaxes the leaf's permissions like any other permission fault"),
+    Reason("era/7.2/gmem-mte", f"{_M72} kvm_arch_prepare_memory_region() \"guest_memfd is incompatible "
+           f"with MTE\"; arch/arm64/kvm/arm.c kvm_vm_ioctl_enable_cap() KVM_CAP_ARM_MTE; same in {_M73}",
+           "a guest_memfd memslot in an MTE VM is refused (-EINVAL, P8), and KVM_CAP_ARM_MTE is refused "
+           "(-EINVAL) once any memslot has a guest_memfd"),
+    Reason("era/7.2/pkvm-caps", f"arch/arm64/include/asm/kvm_pkvm.h kvm_pkvm_ext_allowed(); arch/arm64/kvm/arm.c "
+           f"kvm_vm_ioctl_check_extension(), kvm_vm_ioctl_enable_cap() 7.2.13; same in {_M73}",
+           "on a pKVM host every KVM_CHECK_EXTENSION / KVM_ENABLE_CAP goes through kvm_pkvm_ext_allowed(): "
+           "KVM_CAP_ARM_MTE is 0 / -EINVAL for every VM, the system fd included; other caps are filtered "
+           "for protected VMs only"),
+    Reason("era/7.2/nvgrace-huge-fault", "drivers/vfio/pci/nvgrace-gpu/main.c nvgrace_gpu_vfio_pci_huge_fault() "
+           "7.2.13 (6.12.118: remap_pfn_range in nvgrace_gpu_mmap())",
+           "nvgrace-gpu inserts PMD/PUD pfns on fault, so its host mapping can be a block (the release that "
+           "added it, between 6.13 and 7.2, is not verified)"),
+    Reason("era/7.2/boundary", "Debian ships no source for 6.16-7.1 (reference/realkernel.md); the 7.1 text "
+           "the reference read (S-7.1) still had the read-permission -EFAULT and the vm_pgoff sizing",
+           "these 7.2 rules are read in 7.2.13; whether mainline 7.1 (or 7.2.0) already had them is not "
+           "verified, and so is whether 6.17.y, 6.18.y, 7.0.y or 7.1.y got the PFNMAP-size backport",
+           unverified=True),
+)
+C_7_3 = (
+    Reason("era/7.3/same-as-7.2", f"arch/arm64/kvm/mmu.c, arm.c, guest.c, hyp/pgtable.c, virt/kvm/vfio.c, "
+           f"drivers/vfio/vfio_iommu_type1.c, drivers/vfio/group.c: diff 7.2.13 -> {_M73}",
+           "7.3 changes nothing the model restates: user_mem_abort() tops up the memcache on every pKVM "
+           "permission fault (-ENOMEM only), KVM_CAP_ARM_PMU_V3_STRICT (251) is new; 7.3 shares the 7.2 era"),
+)
+C_6_1_191 = (
+    Reason("era/6.1.191/pfnmap-page", "Debian linux-source-6.1 changelog, upstream 6.1.191: \"KVM: arm64: Don't "
+           "use the VMA to size stage-2 block mappings for VM_PFNMAP\"; arch/arm64/kvm/mmu.c get_vma_page_shift(), "
+           "user_mem_abort() 6.1.192",
+           "6.1.191+: VM_PFNMAP is no longer sized from the VMA (hugetlb only); the THP adjust still skips device "
+           "pfns, so a device PFNMAP is always mapped at PAGE_SIZE"),
+)
+C_6_12_113 = (
+    Reason("era/6.12.113/pfnmap-host-leaf", "Debian linux-source-6.12 changelog, upstream 6.12.113: \"KVM: arm64: "
+           "Use stage-1 leaf size for VM_PFNMAP\"; arch/arm64/kvm/mmu.c get_vma_page_shift(), user_mem_abort() "
+           "6.12.118",
+           "6.12.113+: VM_PFNMAP sized by the host's stage-1 leaf (transparent_hugepage_adjust, no longer "
+           "skipped for device pfns), as in 7.2; 6.12.0-6.12.112 size it from vm_pgoff (reference section 2.1)"),
+)
+C_6_1_READ = (
+    Reason("era/6.1/pfn_is_map_memory-read", "arch/arm64/kvm/mmu.c kvm_is_device_pfn() 6.1.192 (Debian "
+           "linux-source-6.1)", "device = !pfn_is_map_memory(pfn): read in 6.1.192"),
+)
+C_6_8 = (
+    Reason("era/6.8/user-memory2", "include/uapi/linux/kvm.h KVM_CAP_USER_MEMORY2 231, virt/kvm/kvm_main.c "
+           "kvm_vm_ioctl_check_extension_generic() (read in 6.12.118; added with guest_memfd in 6.8, version "
+           "not read)", "KVM_CAP_USER_MEMORY2 (231) answers 1", unverified=True),
+)
+C_6_13 = (
+    Reason("era/6.13/hugetlb-mte", "arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits(): MAP_HUGETLB and "
+           "is_file_hugepages() get VM_MTE_ALLOWED in 7.2.13/7.3.4, not in 6.12.118 (no 6.12.y backport); "
+           "arch/arm64/kvm/mmu.c sanitise_mte_tags() hugetlb folio path 7.3.4; \"hugetlb: arm64: add mte "
+           "support\" believed merged for 6.13 (reference section 4 '~6.13')",
+           "hugetlb memory may be mapped with MTE (VM_MTE_ALLOWED) from 6.13", unverified=True),
+)
+C_6_19 = (
+    Reason("era/6.19/sea-to-user", "arch/arm64/kvm/arm.c kvm_vm_ioctl_check_extension() KVM_CAP_ARM_SEA_TO_USER "
+           "(7.3.4); v6.19 per reference section 7", "KVM_CAP_ARM_SEA_TO_USER (245) answers 1"),
+)
+
 ERA_5_13 = Rules(era="5.13", span="<=5.13", first=(5, 0))
 ERA_5_14 = replace(
     ERA_5_13, era="5.14", span="5.14-6.1", first=(5, 14), changed_by=C_5_14,
     eager_pfnmap_map=False, pfnmap_force_pte=False, inline_cmo=False, device_test=DEV_MAP_MEMORY,
     map_memory_unverified=True,
     mte_cap=True, mte_copy_tags=True, mte_memslot_rule=MTE_SLOT_SHARED,
-    mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False)
+    mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False, pkvm_ioremap_eperm=True)
 ERA_6_2 = replace(ERA_5_14, era="6.2", span="6.2-6.8", first=(6, 2), changed_by=C_6_2,
                   mte_memslot_rule=MTE_SLOT_ALLOWED, mte_fault_check=MTE_FAULT_ALLOWED)
 ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_9, normal_nc=True,
-                  map_memory_unverified=False)
+                  map_memory_unverified=False, cap_user_memory2=True)
 ERA_6_17 = replace(ERA_6_9, era="6.17", span="6.17", first=(6, 17), changed_by=C_6_12 + C_6_17,
                    copy_tags_ebusy=True, device_test=DEV_PFNMAP_MAP_MEMORY, cacheable_pfnmap=True,
-                   cpfn_memslot_check=True, cap_cacheable_pfnmap=True)
+                   cpfn_memslot_check=True, cap_cacheable_pfnmap=True, hugetlb_mte=True)
 ERA_6_18 = replace(ERA_6_17, era="6.18", span="6.18-7.0", first=(6, 18), changed_by=C_6_18,
                    page_leak_fixed=True, gmem_slots=True, cap_gmem_flags=True)
 ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_7_0 + C_7_1,
                   mte_check_before_lock=True, w_rule_device=True, pkvm_memslot_rules=True,
-                  pkvm_no_mte=True, ls64_dabt=True)
+                  pkvm_no_mte=True, ls64_dabt=True, cap_sea_to_user=True)
 
-ERAS: tuple[Rules, ...] = (ERA_5_13, ERA_5_14, ERA_6_2, ERA_6_9, ERA_6_17, ERA_6_18, ERA_7_1)
+ERA_7_2 = replace(ERA_7_1, era="7.2", span="7.2-7.3", first=(7, 2), changed_by=C_7_2 + C_7_3,
+                  pfnmap_host_leaf=True, thp_adjust_device=True, perm_read_relax=True, gmem_mte_excl=True,
+                  pkvm_ext_filter_all=True, hugetlb_mte=True, cap_user_memory2=True, cap_sea_to_user=True,
+                  nvgrace_huge_fault=True, source_read="7.2.13, 7.3.4")
+
+ERAS: tuple[Rules, ...] = (ERA_5_13, ERA_5_14, ERA_6_2, ERA_6_9, ERA_6_17, ERA_6_18, ERA_7_1, ERA_7_2)
 ERA_NAMES: tuple[str, ...] = tuple(e.era for e in ERAS)
 
 
@@ -195,10 +295,15 @@ def era_of(v: KernelVersion) -> Rules:
 
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel as chosen by ``--kernel``: its version, era, variant and the rules in force."""
+    """A kernel as chosen by ``--kernel``: its version, era, variant and the rules in force.
+
+    ``assumed``: set when ``version`` is newer than the model (a later series, or a point release
+    after the newest the model knows in its series): the rules are those of ``assumed``, and
+    :attr:`mark` is the visible "newer than the model, assuming X" every output shows."""
 
     version: KernelVersion
     rules: Rules
+    assumed: KernelVersion | None = None
 
     @property
     def era(self) -> str:
@@ -208,30 +313,78 @@ class Kernel:
     def variant(self) -> str:
         return self.rules.variant
 
+    @property
+    def mark(self) -> str | None:
+        return None if self.assumed is None else f"newer than the model, assuming {self.assumed}"
+
+    def label(self) -> str:
+        """``7.4 (newer than the model, assuming 7.3)`` or just ``6.12.118``."""
+        return str(self.version) + (f" ({self.mark})" if self.mark else "")
+
     def as_dict(self) -> dict:
-        return {"version": str(self.version), "era": self.rules.span, "variant": self.rules.variant}
+        return {"version": str(self.version), "era": self.rules.span, "variant": self.rules.variant,
+                "assumed": None if self.assumed is None else str(self.assumed), "note": self.mark}
+
+
+@dataclass(frozen=True)
+class Backport:
+    """A stable backport that changed a rule inside a stable series: from ``series``.``first``
+    on, ``changes`` (Rules fields) apply, cited by ``reasons``.  ``first`` is the first point
+    release known to have it (from the Debian changelog): conform can boot ``first - 1`` and
+    ``first`` to see it."""
+
+    series: tuple[int, int]
+    first: int
+    changes: tuple[tuple[str, object], ...]
+    reasons: tuple[Reason, ...]
+
+
+BACKPORTS: tuple[Backport, ...] = (
+    Backport((6, 1), 191, (("pfnmap_host_leaf", True),), C_6_1_191),
+    Backport((6, 12), 113, (("pfnmap_host_leaf", True), ("thp_adjust_device", True)), C_6_12_113),
+)
+"""Stable backports that change a KVM arm64 rule, by series and first point release (the x86
+EPT quirk backport, 6.12.78, lives in linux/dma/x86_kvm.py)."""
 
 
 def rules_for_version(v: KernelVersion) -> Rules:
-    """Mainline rules for an exact version, with intra-era refinements applied."""
+    """Mainline rules for an exact version (point release included), with intra-era refinements
+    and stable backports applied (see the module docstring; each carries its ``changed_by``)."""
+    a = assumed_version(v)
+    if a is not None:
+        v = a
     r = era_of(v)
+    if r.era == "5.14" and v.at_least(6, 1):
+        r = replace(r, map_memory_unverified=False, changed_by=r.changed_by + C_6_1_READ, source_read="6.1.192")
     if r.era == "6.2" and v.at_least(6, 6):
         r = replace(r, map_memory_unverified=False)      # S-6.6 read: !pfn_is_map_memory
+    if r.era == "6.2" and v.at_least(6, 8):
+        r = replace(r, cap_user_memory2=True, changed_by=r.changed_by + C_6_8)
     if r.era == "6.9" and v.at_least(6, 12):
         r = replace(r, copy_tags_ebusy=True, changed_by=r.changed_by + C_6_12)
+        if v.series == (6, 12):
+            r = replace(r, source_read="6.12.118")
+    if r.era == "6.9" and v.at_least(6, 13):
+        r = replace(r, hugetlb_mte=True, changed_by=r.changed_by + C_6_13)
     if r.era == "6.17" and v.patch > 0:
         r = replace(r, page_leak_fixed=True, changed_by=r.changed_by + C_6_17_Y)
+    if r.era == "6.18" and v.at_least(6, 19):
+        r = replace(r, cap_sea_to_user=True, changed_by=r.changed_by + C_6_19)
     if r.era == "6.18" and v.at_least(7, 0):
         r = replace(r, pkvm_no_mte=True, ls64_dabt=True, changed_by=r.changed_by + C_7_0)
+    for b in BACKPORTS:
+        if v.series == b.series and v.patch >= b.first:
+            r = replace(r, **dict(b.changes), changed_by=r.changed_by + b.reasons)
     return r
 
 
 @lru_cache(maxsize=256)
 def kernel(spec: str, *, where: str = "--kernel") -> Kernel:
-    """Resolve ``6.12``, ``6.17.3`` or ``6.17+mte-rfc-2020`` to a :class:`Kernel`.
+    """Resolve ``6.12``, ``6.12.118``, ``v7.3-rc7`` or ``6.17+mte-rfc-2020`` to a :class:`Kernel`.
 
-    Raises :class:`InputError` for a version outside 5.0 .. 7.1, an unknown variant, or a
-    variant that does not apply to the version's era."""
+    A version newer than the model (``7.4``, ``8.0``, ``7.3.9``) gets the newest rules the model
+    has for it and :attr:`Kernel.mark`.  Raises :class:`InputError` for a malformed version or one
+    before 5.0, an unknown variant, or a variant that does not apply to the version's era."""
     from memtypes.linux.kvm.variants import apply_variant  # variants import eras
 
     base, variant = split_variant(spec)
@@ -239,7 +392,7 @@ def kernel(spec: str, *, where: str = "--kernel") -> Kernel:
     r = rules_for_version(v)
     if variant:
         r = apply_variant(r, variant, where=where)
-    return Kernel(v, r)
+    return Kernel(v, r, assumed_version(v))
 
 
 def era_rules(era: str) -> Rules:

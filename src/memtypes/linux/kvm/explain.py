@@ -27,7 +27,13 @@ from memtypes.linux.kvm.prepare_memory_region import kvm_arch_prepare_memory_reg
 from memtypes.linux.kvm.user_mem_abort import user_mem_abort
 from memtypes.linux.mm import Vma
 
-FAULTS = ("read", "write", "exec")
+FAULTS = ("read", "write", "exec", "read-perm")
+"""``read-perm``: a stage-2 permission fault on a data read (neither write nor exec), as a nested
+guest's read-protected stage 2 or a page mapped without R produces."""
+HVA_ALIGNS = ("4K", "2M", "1G")
+DEFAULT_HVA_ALIGN = "2M"
+"""Default ``--hva-align``: the VMM's mapping lands 2 MiB-aligned (what mmap() gives a large
+anonymous or device mapping in practice), so a stage-2 block is possible where the backing allows."""
 SLOT_FLAGS = tuple(SLOT_FLAG_NAMES) + ("gmem_only",)
 
 R_NOT_A_SLOT = Reason("kvm/vgic/not-a-memslot", "arch/arm64/kvm/vgic/vgic-v2.c vgic_v2_map_resources() "
@@ -55,6 +61,7 @@ class Explanation:
     fault: FaultResult
     guest: tuple[tuple[str, str], ...]
     reasons: tuple[Reason, ...]
+    hva_align: str = DEFAULT_HVA_ALIGN
     vm_mte_after: tuple[str, str | None] | None = None  # KVM_ENABLE_CAP(205) after the memslot, if asked
 
     def as_dict(self) -> dict:
@@ -68,6 +75,7 @@ class Explanation:
             "backing": self.backing,
             "remap": self.remap,
             "fault_kind": self.fault_kind,
+            "hva_align": self.hva_align,
             "vm": {"mte": ({"result": self.vm_mte[0], "errno": self.vm_mte[1]} if self.vm_mte else None)},
             **({"vm_mte_after_memslot": {"result": self.vm_mte_after[0], "errno": self.vm_mte_after[1]}}
                if self.vm_mte_after else {}),
@@ -95,16 +103,22 @@ def parse_slot_flags(text: str | None) -> tuple[int, bool]:
 def check_fault(kind: str) -> Fault:
     if kind not in FAULTS:
         raise InputError(f"unknown fault kind '{kind}'", where="--fault", expected=", ".join(FAULTS))
-    return Fault(write=kind == "write", exec=kind == "exec")
+    return Fault(write=kind == "write", exec=kind == "exec", perm=kind == "read-perm")
 
 
-def _remap_vma(kind: str, any_uc: bool) -> tuple[Vma | None, Reason | None]:
+def check_hva_align(text: str) -> str:
+    if text not in HVA_ALIGNS:
+        raise InputError(f"unknown alignment '{text}'", where="--hva-align", expected=", ".join(HVA_ALIGNS))
+    return text
+
+
+def _remap_vma(kind: str, rules) -> tuple[Vma | None, Reason | None]:
     if kind == "gicv2-gicv":
         raise InputError("the GICv2 GICV frame cannot be mmapped by the VMM", where="--remap",
                          expected=", ".join(k for k in drivers.KINDS if k != "gicv2-gicv"))
     if kind == "guest-memfd":
         return GMEM_MMAP_VMA, R_GMEM_MMAP
-    b = drivers.mmap(kind, any_uc=any_uc)
+    b = drivers.mmap_for(kind, rules)
     return b.vma, b.reason
 
 
@@ -120,31 +134,43 @@ def _available(b: Backing, k: Kernel) -> bool:
 
 def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_mte: bool = False,
             slot_flags: str | None = None, remap: str | None = None, fault: str = "read",
+            hva_align: str = DEFAULT_HVA_ALIGN, protected: bool = False,
             mte_after_memslot: bool = False) -> Explanation:
     """Run one memslot creation (+ optional remap) and one fault; see the module docstring.
 
+    ``fault``: one of :data:`FAULTS`; ``hva_align``: where the VMM's mapping lands, one of
+    :data:`HVA_ALIGNS` (default 2M: see :data:`DEFAULT_HVA_ALIGN`); ``host.pkvm``: the host runs
+    pKVM; ``protected``: the VM is a pKVM protected VM (needs ``host.pkvm``).
     ``mte_after_memslot``: enable KVM_CAP_ARM_MTE after the memslot exists (before any vCPU), so
     the memslot checks ran on a VM without MTE and only the fault-time checks see it."""
     drivers.check_kind(backing, where="--backing")
     if remap is not None:
         drivers.check_kind(remap, where="--remap")
     f = check_fault(fault)
+    check_hva_align(hva_align)
     flags, gmem_only = parse_slot_flags(slot_flags)
     rules = k.rules
     rs: list[Reason] = []
+    if k.mark:
+        rs.append(Reason("kernel/newer-than-model", "linux/version.py KNOWN_RELEASES, NEWEST",
+                         f"kernel {k.version} is {k.mark}: its rules are taken to be those of {k.assumed}",
+                         unverified=True))
 
-    vm = Vm()
+    if protected and not host.pkvm:
+        raise InputError("a protected VM needs a pKVM host", where="--protected", expected="a host with pkvm=1")
+    vm = Vm(pkvm=host.pkvm, protected=protected)
     mte_step = None
     if vm_mte:
         vm, err, why = enable_cap(rules, host, vm, KVM_CAP_ARM_MTE)
         mte_step = ("error" if err else "ok", err)
         rs.append(why)
 
-    b = drivers.mmap(backing, any_uc=rules.normal_nc)
+    b = drivers.mmap_for(backing, rules)
     if b.reason:
         rs.append(b.reason)
     rs.extend(b.notes)
-    slot = Slot(flags=flags | (KVM_MEM_GUEST_MEMFD if b.gmem else 0), gmem=b.gmem, gmem_only=gmem_only)
+    slot = Slot(flags=flags | (KVM_MEM_GUEST_MEMFD if b.gmem else 0), gmem=b.gmem, gmem_only=gmem_only,
+                hva_align=hva_align)
 
     memslot: MemslotResult | None = None
     na = None
@@ -161,6 +187,8 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
 
     mte_after = None
     if mte_after_memslot and not vm_mte:
+        if memslot is not None and memslot.ok and b.gmem:
+            vm = replace(vm, gmem_slot=True)     # the guest_memfd slot now exists (7.2: P8's twin)
         vm, err, why = enable_cap(rules, host, vm, KVM_CAP_ARM_MTE)
         mte_after = ("error" if err else "ok", err)
         rs.append(why)
@@ -170,12 +198,12 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
     else:
         premapped = memslot.premapped if memslot is not None else None
         if remap is not None and not b.vgic:
-            vma, why = _remap_vma(remap, rules.normal_nc)
+            vma, why = _remap_vma(remap, rules)
             rs.append(R_REMAP)
             if why:
                 rs.append(why)
             if remap in drivers.KINDS and remap != "guest-memfd":
-                rs.extend(drivers.mmap(remap, any_uc=rules.normal_nc).notes)
+                rs.extend(drivers.mmap_for(remap, rules).notes)
             b = Backing(remap, vma, vma.phys if vma else None, gmem=b.gmem)
             premapped = None
         if premapped is not None and not f.exec and not (f.write and slot.readonly):
@@ -196,4 +224,4 @@ def explain(k: Kernel, host: Features, backing: str, *, host_name: str = "", vm_
     seen: set[Reason] = set()
     reasons = tuple(r for r in rs if not (r in seen or seen.add(r)))
     return Explanation(k, host_name, host, backing, remap, fault, mte_step, memslot, na, result, guest,
-                       reasons, mte_after)
+                       reasons, hva_align, mte_after)

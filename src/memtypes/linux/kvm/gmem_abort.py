@@ -1,8 +1,10 @@
 """``gmem_abort()``: the stage-2 fault path for guest_memfd slots (v6.18+).
 
 It ignores the VMA entirely: always PAGE_SIZE, always Normal, W = slot not read-only, X on an exec
-fault or DIC, and no MTE sanitisation in any version read (TV26; whether something else blocks
-MTE with guest_memfd is UNVERIFIED).  reference/kernel-kvm.md section 2.3 (M-gmem, S-7.0, S-7.1).
+fault or DIC, and no MTE sanitisation in any version read (TV26).  6.18-7.1: whether something
+else blocks MTE with guest_memfd is UNVERIFIED; 7.2+: nothing needs to, the memslot (P8) and
+KVM_CAP_ARM_MTE refuse each other.  reference/kernel-kvm.md section 2.3 (M-gmem, S-7.0, S-7.1);
+read against arch/arm64/kvm/mmu.c gmem_abort() 7.2.13 and 7.3.4 (Debian linux-source-7.2, -7.3).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ R_GMEM_NO_MTE = Reason("kvm/gmem_abort/no-mte", f"{_SRC}; TV26",
 R_GMEM_PERM_READ = Reason("kvm/gmem_abort/perm-read", _SRC,
                           "permission fault that is neither write nor exec: -EFAULT (assumed to match "
                           "user_mem_abort's entry check; section 2.3 does not say)", unverified=True)
+R_GMEM_PERM_READ_RELAX = Reason("kvm/gmem_abort/perm-read-relax", "arch/arm64/kvm/mmu.c gmem_abort(), "
+                                "kvm_handle_guest_abort() 7.2.13 and 7.3.4",
+                                "7.2+: a read permission fault relaxes the leaf's permissions (no entry check)")
 R_GMEM_RETRY = Reason("kvm/gmem_abort/retry", _SRC, "MMU-notifier race: retried (0); the final 6.18 "
                       "gmem_abort body (retry check) is not verified", unverified=True)
 
@@ -42,9 +47,11 @@ R_GMEM_RETRY = Reason("kvm/gmem_abort/retry", _SRC, "MMU-notifier race: retried 
 @lru_cache(maxsize=4096)
 def gmem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, fault: Fault) -> FaultResult:
     rs: list[Reason] = [R_GMEM_PATH]
-    if fault.perm and not fault.write and not fault.exec:
-        rs.append(R_GMEM_PERM_READ)
-        return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
+    if fault.read_perm:
+        if not rules.perm_read_relax:
+            rs.append(R_GMEM_PERM_READ)
+            return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
+        rs.append(R_GMEM_PERM_READ_RELAX)
     if fault.hwpoison:
         rs.append(R_GMEM_HWPOISON)
         return FaultResult("error", errno="-EHWPOISON", where=WHERE, reasons=tuple(rs))
@@ -56,7 +63,7 @@ def gmem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, fault: Fault) -
     x = fault.exec or host.dic
     if x:
         rs.append(R_GMEM_X)
-    if vm.mte:
+    if vm.mte and not rules.gmem_mte_excl:
         rs.append(R_GMEM_NO_MTE)
     rs.append(R_ENC[(S2_NORMAL, host.fwb)])
     dclean, iinval = leaf_cmo(S2_NORMAL, x, host, fault.perm, rs)

@@ -31,17 +31,22 @@ R_RO_WRITE = Reason("kvm/handle_guest_abort/readonly-write", f"{_SRC} -> io_mem_
 
 
 R_GICV_PKVM = Reason("kvm/kvm_phys_addr_ioremap/pkvm-eperm",
-                     "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() is_protected_kvm_enabled() (S-6.17; TV34 G)",
-                     "pKVM host: KVM refuses to map the GICv2 GICV frame itself: -EPERM (the reference "
-                     "places it in 7.1 only; the version it first applies to is not verified)",
-                     unverified=True)
+                     "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() is_protected_kvm_enabled() 6.1.192, 6.12.118, "
+                     "7.2.13, 7.3.4 (S-6.17; TV34 G)",
+                     "pKVM host: KVM refuses to map the GICv2 GICV frame itself: -EPERM")
+R_GICV_PKVM_OLD = Reason("kvm/kvm_phys_addr_ioremap/pkvm-eperm",
+                         "arch/arm64/kvm/mmu.c kvm_phys_addr_ioremap() is_protected_kvm_enabled() (read in "
+                         "6.1.192; 5.14-6.0 not read)",
+                         "pKVM host: KVM refuses to map the GICv2 GICV frame itself: -EPERM (assumed as in "
+                         "6.1.192)", unverified=True)
 
 
 def kvm_handle_guest_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, backing: Backing,
                            fault: Fault) -> FaultResult:
     if backing.vgic:
-        if rules.pkvm_memslot_rules and vm.on_pkvm:
-            return FaultResult("error", errno=EPERM, where="kvm_phys_addr_ioremap", reasons=(R_GICV_PKVM,))
+        if (rules.pkvm_ioremap_eperm or rules.pkvm_memslot_rules) and (vm.on_pkvm or host.pkvm):
+            why = R_GICV_PKVM if rules.source_read or rules.era not in ("5.14",) else R_GICV_PKVM_OLD
+            return FaultResult("error", errno=EPERM, where="kvm_phys_addr_ioremap", reasons=(why,))
         if fault.exec:
             return FaultResult("pabt", errno="-ENOEXEC", where="kvm_handle_guest_abort", reasons=(R_IABT_IO,))
         return kvm_phys_addr_ioremap(rules, host)

@@ -48,6 +48,7 @@ class Vm:
     hyp_vm_exists: bool = False   # pKVM: the hyp VM was created (first vCPU run)
     ipa_bits: int = 40
     pkvm: bool = False            # the host runs pKVM (kvm-arm.mode=protected); any VM on it
+    gmem_slot: bool = False       # a memslot bound to a guest_memfd exists (7.2: KVM_CAP_ARM_MTE refused)
 
     @property
     def on_pkvm(self) -> bool:
@@ -58,13 +59,23 @@ class Vm:
 class Slot:
     """A memslot: guest frame range and flags.  ``gmem``: bound to a guest_memfd
     (KVM_MEM_GUEST_MEMFD); ``gmem_only``: that guest_memfd was created with
-    GUEST_MEMFD_FLAG_MMAP, so all of the slot's memory is gmem (kvm_memslot_is_gmem_only)."""
+    GUEST_MEMFD_FLAG_MMAP, so all of the slot's memory is gmem (kvm_memslot_is_gmem_only).
+    ``hva_align``: the alignment of the slot's userspace address (``4K``, ``2M``, ``1G``; the
+    guest address is 1 GiB-aligned): a stage-2 block needs both equally aligned inside it
+    (fault_supports_stage2_huge_mapping()); the 2 MiB slot never holds a PUD block, so ``1G``
+    acts as ``2M``."""
 
     base_gfn: int = 0x40000       # 1 GiB
     npages: int = 512             # 2 MiB
     flags: int = 0
     gmem: bool = False
     gmem_only: bool = False
+    hva_align: str = "2M"
+
+    @property
+    def block_aligned(self) -> bool:
+        """fault_supports_stage2_huge_mapping(memslot, hva, PMD_SIZE) for the slot's pages."""
+        return self.hva_align != "4K"
 
     @property
     def log_dirty(self) -> bool:
@@ -95,6 +106,11 @@ class Fault:
     def name(self) -> str:
         kind = "exec" if self.exec else "write" if self.write else "read"
         return f"{'permission' if self.perm else 'translation'} {kind}"
+
+    @property
+    def read_perm(self) -> bool:
+        """A stage-2 permission fault on a data read: neither write nor exec."""
+        return self.perm and not self.write and not self.exec
 
 
 @dataclass(frozen=True, slots=True)

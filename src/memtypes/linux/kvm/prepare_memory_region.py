@@ -13,9 +13,11 @@ inside it P3/P3' runs before the PFNMAP block (P2, then P4).  reference/kernel-k
 | P3' MTE VM + no VM_MTE_ALLOWED | -EINVAL | 6.2+ |
 | P4 cacheable PFNMAP without FWB && DIC | -EINVAL | 6.17+ |
 | P5 gmem slot that is not gmem-only | -EINVAL | 6.18+ (before: gmem slots refused, errno UNVERIFIED) |
+| P8 gmem slot in an MTE VM | -EINVAL | 7.2+ (read in 7.2.13 and 7.3.4) |
 | P6 pKVM DELETE/MOVE after the hyp VM exists | -EPERM | 7.1 |
 | P7 pKVM slot flags LOG_DIRTY/READONLY | -EPERM | 7.1 |
 | P0 PFNMAP pre-mapped Device at creation | (map errno) | <=5.13 |
+| flags: gmem slot with LOG_DIRTY_PAGES or READONLY (kvm_main.c, before P6) | -EINVAL | gmem eras (6.12.118, 7.3.4 read) |
 """
 
 from __future__ import annotations
@@ -57,11 +59,25 @@ R_P5_OLD = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_ma
                   "before v6.18 (section 11: pre-6.18 errno for gmem slots on arm64)",
                   "before 6.18 arm64 does not accept KVM_MEM_GUEST_MEMFD (errno assumed -EINVAL)",
                   unverified=True)
+R_P8 = Reason("kvm/prepare_memory_region/P8", f"{_SRC} \"guest_memfd is incompatible with MTE\" 7.2.13 and "
+              "7.3.4 (Debian linux-source-7.2, -7.3)",
+              "7.2+: a guest_memfd memslot in an MTE VM: -EINVAL (checked after P5, before the VMA walk)")
+R_P5_OLD_READ = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_main.c "
+                       "check_memory_region_flags() 6.12.118 (Debian linux-source-6.12)",
+                       "6.12: KVM_MEM_GUEST_MEMFD is a valid flag only when kvm_arch_has_private_mem(), which arm64 "
+                       "lacks: -EINVAL before the arch hook")
+R_FLAGS_GMEM = Reason("kvm/check_memory_region_flags/gmem", "virt/kvm/kvm_main.c check_memory_region_flags() "
+                      "6.12.118, 7.2.13, 7.3.4",
+                      "a guest_memfd slot cannot log dirty pages or be read-only: -EINVAL, before the arch hook")
 R_P6 = Reason("kvm/prepare_memory_region/P6", f"{_SRC} 7.1 (S-7.1)",
               "protected VM: DELETE or MOVE after the hyp VM exists: -EPERM", unverified=True)
 R_P7 = Reason("kvm/prepare_memory_region/P7", f"{_SRC} 7.1 (S-7.1)",
               "protected VM: LOG_DIRTY_PAGES or READONLY slot flags: -EPERM (order vs P1/P5 assumed)",
               unverified=True)
+R_P6_72 = Reason("kvm/prepare_memory_region/P6", f"{_SRC} 7.2.13 and 7.3.4",
+                 "protected VM: DELETE or MOVE after the hyp VM exists: -EPERM (before the change-type filter)")
+R_P7_72 = Reason("kvm/prepare_memory_region/P7", f"{_SRC} 7.2.13 and 7.3.4",
+                 "protected VM: a new slot with LOG_DIRTY_PAGES or READONLY: -EPERM (before P1 and P5)")
 R_HOLES = Reason("kvm/prepare_memory_region/holes", f"{_SRC} find_vma_intersection() (S-6.17; v5.8 find_vma)",
                  "holes are skipped; a slot with no VMA at all passes")
 
@@ -76,14 +92,21 @@ def kvm_arch_prepare_memory_region(rules: Rules, host: Features, vm: Vm, change:
     """Accept or reject a memslot change.  ``vmas``: the VMAs over the slot's userspace range in
     address order (None = a hole)."""
     rs: list[Reason] = []
+    # virt/kvm/kvm_main.c check_memory_region_flags() runs before the arch hook
+    if slot.gmem and not rules.gmem_slots:
+        rs.append(R_P5_OLD_READ if rules.source_read == "6.12.118" else R_P5_OLD)
+        return _fail(EINVAL, "P5", rs)
+    if slot.gmem and (slot.log_dirty or slot.readonly):
+        rs.append(R_FLAGS_GMEM)
+        return _fail(EINVAL, "flags", rs)
     if rules.pkvm_memslot_rules and vm.protected and vm.hyp_vm_exists and change in (KVM_MR_DELETE, KVM_MR_MOVE):
-        rs.append(R_P6)
+        rs.append(R_P6_72 if rules.era == "7.2" else R_P6)
         return _fail(EPERM, "P6", rs)
     if change == KVM_MR_DELETE:
         rs.append(R_DELETE)
         return MemslotResult(True, reasons=tuple(rs))
     if rules.pkvm_memslot_rules and vm.protected and (slot.log_dirty or slot.readonly):
-        rs.append(R_P7)
+        rs.append(R_P7_72 if rules.era == "7.2" else R_P7)
         return _fail(EPERM, "P7", rs)
     end = slot.base_gfn + slot.npages
     limit = 1 << (vm.ipa_bits - 12)
@@ -91,12 +114,12 @@ def kvm_arch_prepare_memory_region(rules: Rules, host: Features, vm: Vm, change:
         rs.append(R_P1)
         return _fail(EFAULT, "P1", rs)
     if slot.gmem:
-        if not rules.gmem_slots:
-            rs.append(R_P5_OLD)
-            return _fail(EINVAL, "P5", rs)
         if not slot.gmem_only:
             rs.append(R_P5)
             return _fail(EINVAL, "P5", rs)
+        if rules.gmem_mte_excl and vm.mte:
+            rs.append(R_P8)
+            return _fail(EINVAL, "P8", rs)
     if rules.cpfn_slot_flag and slot.flags & KVM_MEM_ENABLE_CACHEABLE_PFNMAP and not (host.fwb and host.dic):
         rs.append(R_P4_FLAG)
         return _fail(EINVAL, "P4", rs)

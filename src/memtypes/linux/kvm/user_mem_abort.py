@@ -28,9 +28,15 @@ WHERE = "user_mem_abort"
 _SRC = "arch/arm64/kvm/mmu.c user_mem_abort()"
 
 # --- entry checks ---------------------------------------------------------------------------------
-R_PERM_READ = Reason("kvm/user_mem_abort/perm-read", f"{_SRC} entry (S-6.6, S-6.17, S-7.0)",
+R_PERM_READ = Reason("kvm/user_mem_abort/perm-read", f"{_SRC} entry (S-6.6, S-6.17, S-7.0; read in 6.1.192 "
+                     "and 6.12.118)",
                      "permission fault that is neither write nor exec: \"Unexpected L2 read "
                      "permission error\", -EFAULT")
+R_PERM_READ_RELAX = Reason("kvm/user_mem_abort/perm-read-relax", "arch/arm64/kvm/mmu.c kvm_handle_guest_abort() "
+                           "VM_WARN_ON_ONCE, user_mem_abort(), kvm_s2_fault_map() 7.2.13 and 7.3.4",
+                           "7.2+: a permission fault that is neither write nor exec is no longer refused: the "
+                           "leaf's permissions are relaxed to what the fault computes (R, W and X by the usual "
+                           "rules)")
 R_NO_VMA = Reason("kvm/user_mem_abort/no-vma", f"{_SRC} vma_lookup() (S-6.6, S-6.17)",
                   "no VMA at the faulting hva (\"Failed to find VMA\"): -EFAULT")
 # --- mapping size -----------------------------------------------------------------------------------
@@ -43,6 +49,25 @@ R_PFNMAP_PTE_OLD = Reason("kvm/user_mem_abort/pfnmap-force-pte", f"{_SRC} v5.8 (
 R_PFNMAP_BLOCK = Reason("kvm/get_vma_page_shift/pfnmap-block", "arch/arm64/kvm/mmu.c get_vma_page_shift() "
                         "v5.14+ (\"Try stage2 block mapping for host device MMIO\")",
                         "PFNMAP with hva and pa equally aligned: PMD/PUD block possible")
+R_PFNMAP_UNALIGNED = Reason("kvm/get_vma_page_shift/pfnmap-unaligned", "arch/arm64/kvm/mmu.c "
+                            "get_vma_page_shift() v5.14+ (S-6.6, S-6.17); fault_supports_stage2_huge_mapping()",
+                            "PFNMAP whose hva is not aligned like its guest address (--hva-align 4K): PAGE_SIZE")
+R_PFNMAP_HOST_LEAF = Reason("kvm/transparent_hugepage_adjust/pfnmap-host-leaf", "arch/arm64/kvm/mmu.c "
+                            "transparent_hugepage_adjust() get_user_mapping_size() 7.2.13, 7.3.4; 6.12.113+ "
+                            "(\"KVM: arm64: Use stage-1 leaf size for VM_PFNMAP\")",
+                            "PFNMAP: the stage-2 block size follows the host's own mapping: the driver inserted a "
+                            "PMD pfn (huge_fault) at a 2 MiB-aligned hva, so a PMD block")
+R_PFNMAP_HOST_PTE = Reason("kvm/transparent_hugepage_adjust/pfnmap-host-pte", "arch/arm64/kvm/mmu.c "
+                           "transparent_hugepage_adjust() get_user_mapping_size() 7.2.13, 7.3.4; 6.12.113+; 6.1.191+",
+                           "PFNMAP: the stage-2 size follows the host's own mapping, which is PAGE_SIZE here "
+                           "(remap_pfn_range() PTEs, or an hva not 2 MiB-aligned): PAGE_SIZE")
+R_PFNMAP_DEVICE_PAGE = Reason("kvm/user_mem_abort/pfnmap-device-page", "arch/arm64/kvm/mmu.c user_mem_abort() "
+                              "6.1.192 (6.1.191 backport: VMA no longer sizes PFNMAP; THP adjust still skips "
+                              "device pfns)", "6.1.191+: a device PFNMAP is mapped at PAGE_SIZE")
+R_THP_UNALIGNED = Reason("kvm/transparent_hugepage_adjust/unaligned", "arch/arm64/kvm/mmu.c "
+                         "transparent_hugepage_adjust() fault_supports_stage2_huge_mapping() (6.1.192-7.3.4)",
+                         "the hva is not aligned like the guest address within a PMD (--hva-align 4K): no block, "
+                         "PAGE_SIZE")
 R_THP = Reason("kvm/transparent_hugepage_adjust", "arch/arm64/kvm/mmu.c transparent_hugepage_adjust() (S-6.6, S-6.17)",
                "PAGE_SIZE, not force_pte/force_nc, THP-backed: adjusted to a PMD block")
 # --- pfn ----------------------------------------------------------------------------------------------
@@ -270,14 +295,33 @@ def _mte(rules: Rules, vma: Vma, rs: list) -> tuple[bool, str | None]:
     return _mte_sanitise(rules, rs), None
 
 
+def _host_leaf(rules: Rules, slot: Slot, vma: Vma, rs: list) -> str:
+    """transparent_hugepage_adjust(): a PMD block when the host maps the hva with a PMD leaf and
+    the hva is aligned like the guest address; otherwise PAGE_SIZE."""
+    if vma.huge == mm.HUGE_THP:
+        if slot.block_aligned:
+            rs.append(R_THP)
+            return PMD
+        rs.append(R_THP_UNALIGNED)
+        return PAGE
+    if vma.pfnmap and rules.pfnmap_host_leaf:
+        if vma.huge == mm.HUGE_PFN and slot.block_aligned:
+            rs.append(R_PFNMAP_HOST_LEAF)
+            return PMD
+        rs.append(R_PFNMAP_HOST_PTE)
+    return PAGE
+
+
 @lru_cache(maxsize=65536)
 def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | None,
                    fault: Fault) -> FaultResult:
     """One stage-2 fault on a VMA-backed memslot; see the module docstring."""
     rs: list[Reason] = []
-    if fault.perm and not fault.write and not fault.exec:
-        rs.append(R_PERM_READ)
-        return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
+    if fault.read_perm:
+        if not rules.perm_read_relax:
+            rs.append(R_PERM_READ)
+            return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
+        rs.append(R_PERM_READ_RELAX)
     if vma is None:
         rs.append(R_NO_VMA)
         return FaultResult("error", errno=EFAULT, where=WHERE, reasons=tuple(rs))
@@ -295,9 +339,14 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
         if rules.pfnmap_force_pte:
             rs.append(R_PFNMAP_PTE_OLD)
             force_pte = True
-        elif vma.huge == mm.HUGE_PFN:
-            rs.append(R_PFNMAP_BLOCK)
-            size = PMD
+        elif rules.pfnmap_host_leaf:
+            pass                                 # sized by the host's leaf below (THP adjust)
+        elif vma.huge in (mm.HUGE_PFN, mm.HUGE_PFN_REMAP):
+            if slot.block_aligned:
+                rs.append(R_PFNMAP_BLOCK)
+                size = PMD
+            else:
+                rs.append(R_PFNMAP_UNALIGNED)
 
     # faultin the pfn
     if fault.hwpoison:
@@ -343,9 +392,10 @@ def user_mem_abort(rules: Rules, host: Features, vm: Vm, slot: Slot, vma: Vma | 
         rs.append(R_RETRY)
         return FaultResult("retry", where=WHERE, reasons=tuple(rs))
 
-    if size == PAGE and not force_pte and not force_nc and vma.huge == mm.HUGE_THP:
-        rs.append(R_THP)
-        size = PMD
+    if size == PAGE and not force_pte and (not force_nc or rules.thp_adjust_device):
+        size = _host_leaf(rules, slot, vma, rs)
+    elif size == PAGE and force_nc and vma.pfnmap and rules.pfnmap_host_leaf:
+        rs.append(R_PFNMAP_DEVICE_PAGE)
 
     if mte_applies and mte_checked:
         sanitised = _mte_sanitise(rules, rs)

@@ -55,7 +55,7 @@ from memtypes.linux.kvm.eras import MTE_FAULT_NONE, MTE_SLOT_NONE, Rules
 
 ALL_ERAS = _eras.ERA_NAMES
 FROM_5_14 = ALL_ERAS[1:]
-FROM_6_9 = ("6.9", "6.17", "6.18", "7.1")
+FROM_6_9 = ALL_ERAS[ALL_ERAS.index("6.9"):]
 
 
 @dataclass(frozen=True)
