@@ -49,13 +49,15 @@ From the API: ``run_matrix([FAMILY], kernel="6.2", params={"dma-iommufd": {"tv26
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
-from memtypes.check.families.dma_type1 import SOURCE, DmaModel, variant_name
-from memtypes.check.family import Family, int_param
+from memtypes.check.families.dma_type1 import SOURCE, DmaModel, dma_applies, variant_name
+from memtypes.check.family import Family, LiveVariants, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
 from memtypes.linux.dma import Group, apply, iommufd, make_env
+from memtypes.linux.dma import variants as dma_variants
 
 KERNELS = ("6.2", "6.9")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
@@ -212,7 +214,8 @@ FAMILY = Family(
     default_params={"pages": 2, "fail": True, "map_fail": False, "kvm": True, "guest_write": False,
                     "data_pages": [1], "cc_reads": False, "destroy": False, "tv26": False,
                     "stage": "second", "table": True},
-    variants=VARIANTS,
+    variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "iommufd")),
+    applies=functools.partial(dma_applies, "iommufd"),
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
     bench_params={"pages": 3, "data_pages": [0, 1, 2], "guest_write": True},

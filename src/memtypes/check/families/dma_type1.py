@@ -30,12 +30,14 @@ properties do not observe.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 from memtypes.arch import cache
-from memtypes.check.family import Family, int_param
+from memtypes.check.family import Family, LiveVariants, int_param
 from memtypes.explore.model import Action, Property, act
 from memtypes.linux.dma import Group, bind, make_env, type1
+from memtypes.linux.dma import variants as dma_variants
 
 KERNELS = ("5.14", "6.2", "6.9")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
@@ -45,6 +47,18 @@ SOURCE = ('"Enforce CPU cache flush for non-coherent device assignment" v1 '
 
 def variant_name(variant: str) -> str:
     return "vfio-upstream" if variant == "mainline" else variant
+
+
+def dma_applies(backend: str, kernel: str, variant: str) -> bool:
+    """A DMA variant applies to the backends and DMA eras it names (built-ins: all)."""
+    if variant == "mainline":
+        return True
+    v = dma_variants.DMA_VARIANTS.get(variant)
+    return v is not None and v.applies(backend, kernel)
+
+
+def _applies(kernel: str, variant: str) -> bool:
+    return dma_applies("type1", kernel, variant)
 
 
 class DmaModel:
@@ -245,7 +259,8 @@ FAMILY = Family(
     build=build,
     default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False,
                     "table": True},
-    variants=VARIANTS,
+    variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "type1")),
+    applies=_applies,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
     bench_params={"pages": 3},

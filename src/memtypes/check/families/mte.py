@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
-from memtypes.check.family import ERAS, Family
+from memtypes.check.family import ERAS, Family, LiveVariants
 from memtypes.check.families.passthrough import ACC, BOOL, HOST, MTE, SLOT0, VCPUS, KvmModel
 from memtypes.check.families.passthrough import applies as _pt_applies
 from memtypes.errors import InputError
@@ -184,7 +184,7 @@ FAMILY = Family(
                 "sanitising, save/restore with and without KVM_ARM_MTE_COPY_TAGS",
     build=build,
     default_params={"hosts": list(DEFAULT_HOSTS), "regions": list(DEFAULT_REGIONS), "slots": 1},
-    variants=tuple(kvm_variants.VARIANTS),
+    variants=LiveVariants((), kvm_variants.names),
     kernels=ERAS,
     properties=("tags-only-on-tag-storage", "tags-sanitised", "tags-survive-save-restore"),
     applies=applies,

@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from memtypes.arch import USUAL_S1, combine
-from memtypes.check.family import ERAS, Family
+from memtypes.check.family import ERAS, Family, LiveVariants
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
@@ -380,7 +380,7 @@ FAMILY = Family(
                 "nvgrace-gpu, GICv2 GICV): stage-2 types, CMOs and MTE per host and kernel era",
     build=build,
     default_params={"hosts": list(DEFAULT_HOSTS), "regions": list(DEFAULT_REGIONS), "slots": 1},
-    variants=tuple(kvm_variants.VARIANTS),
+    variants=LiveVariants((), kvm_variants.names),
     kernels=ERAS,
     properties=("mmio-never-cacheable", "nc-only-where-allowed", "cacheable-needs-cmo-path",
                 "no-cacheability-mismatch", "tags-only-on-tag-storage", "tags-sanitised"),

@@ -61,7 +61,15 @@ R_EN_MTE_PKVM = Reason("kvm/enable_cap/arm-mte-pkvm", f"{_ESRC} v7.0 \"Do not al
 
 
 def check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool = True) -> tuple[int | None, str | None, Reason]:
-    """KVM_CHECK_EXTENSION on a VM fd (``vm_fd``) or on /dev/kvm."""
+    """KVM_CHECK_EXTENSION on a VM fd (``vm_fd``) or on /dev/kvm; a variant's ``check_extension``
+    hook answers in its place (``default()`` gives the era's answer)."""
+    h = rules.hook("check_extension") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, cap, vm_fd, lambda: _check_extension(rules, host, cap, vm_fd=vm_fd))
+    return _check_extension(rules, host, cap, vm_fd=vm_fd)
+
+
+def _check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool = True) -> tuple[int | None, str | None, Reason]:
     if cap == KVM_CAP_SYNC_MMU:
         return 1, None, R_SYNC_MMU
     if cap == KVM_CAP_ARM_MTE:
@@ -78,7 +86,15 @@ def check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool = Tru
 
 
 def enable_cap(rules: Rules, host: Features, vm: Vm, cap: int) -> tuple[Vm, str | None, Reason]:
-    """KVM_ENABLE_CAP on a VM fd: (new vm, errno, reason)."""
+    """KVM_ENABLE_CAP on a VM fd: (new vm, errno, reason); a variant's ``enable_cap`` hook
+    answers in its place."""
+    h = rules.hook("enable_cap") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, vm, cap, lambda: _enable_cap(rules, host, vm, cap))
+    return _enable_cap(rules, host, vm, cap)
+
+
+def _enable_cap(rules: Rules, host: Features, vm: Vm, cap: int) -> tuple[Vm, str | None, Reason]:
     if cap != KVM_CAP_ARM_MTE or not rules.mte_cap:
         return vm, EINVAL, R_EN_UNKNOWN
     if not host.mte:

@@ -83,10 +83,21 @@ class Rules:
     vma_memtype_decides: bool = False  # nvidia-vma-memtype (S-NV)
     cpfn_slot_flag: bool = False       # cpfn-memslot-flag: KVM_MEM_ENABLE_CACHEABLE_PFNMAP
     mte_upgrade_any: bool = False      # mte-rfc-2020: tag every faulted page, no checks
+    # --- decision points a variant replaces with a function (variants.HOOKS; () in mainline) ---
+    hooks: tuple = ()                  # ((hook name, function), ...) sorted by name
 
     @property
     def name(self) -> str:
         return self.era if self.variant == "mainline" else f"{self.era}+{self.variant}"
+
+    def hook(self, name: str):
+        """The function a variant put at decision point ``name``, or None (resolved once per
+        Rules value: the map is cached on the instance)."""
+        m = self.__dict__.get("_hookmap")
+        if m is None:
+            m = dict(self.hooks)
+            object.__setattr__(self, "_hookmap", m)
+        return m.get(name)
 
     def __hash__(self) -> int:
         # cached: Rules is a memoisation key in the fault-path hot loops
@@ -98,7 +109,7 @@ class Rules:
 
     def __getstate__(self) -> dict:
         # never carry the cached hash to another process (str hashes are salted per process)
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_hookmap")}
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
