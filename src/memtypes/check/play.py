@@ -48,11 +48,25 @@ def bind(s: sc.Scenario, families: Sequence[Family] | None = None) -> tuple[Fami
 
 
 def run_file(path: str | os.PathLike, families: Sequence[Family] | None = None) -> sc.RunReport:
+    """Load and run a scenario file.  The variants files it records are reloaded first: a
+    missing one is an InputError, a changed one a note in ``rep.extra["notes"]``."""
+    from memtypes.linux import userfiles
     s = sc.load(path)
+    notes = userfiles.verify(s.variant_files, where=s.path)
     fam, era, variant, model = bind(s, families)
     rep = sc.run(model, s)
     rep.extra.update({"family": fam.name, "kernel": era, "variant": variant})
+    if notes:
+        rep.extra["notes"] = notes
     return rep
+
+
+def variant_files_of(variant: str) -> list[dict[str, str]]:
+    """``[{path, sha256}]`` of the user file that registered ``variant`` (none for built-ins)."""
+    from memtypes.linux import userfiles
+    from memtypes.linux.kvm import variants as kv
+    src = kv.source_of(variant) if variant != "mainline" else None
+    return [f for f in userfiles.loaded() if f["path"] == src]
 
 
 def trace_filename(r: PropertyResult) -> str:
@@ -65,6 +79,10 @@ def trace_scenario(r: PropertyResult, params: dict[str, Any]) -> tuple[dict[str,
     steps = [{"actor": s["actor"], "action": s["action"], **s.get("args", {})} for s in r.trace]
     d = {"family": r.family, "kernel": r.kernel, "variant": r.variant, "params": params,
          "init": r.init_index, "steps": steps}
+    vf = variant_files_of(r.variant)
+    if vf:
+        d = {**{k: d[k] for k in ("family", "kernel", "variant", "params")}, "variant_files": vf,
+             "init": d["init"], "steps": steps}
     label = r.kernel if r.variant == "mainline" else f"{r.kernel}+{r.variant}"
     header = (f"memtypes counterexample: {r.family} on kernel {label} violates {r.property}\n"
               f"in {len(steps)} step(s) (a shortest trace found by `memtypes check`).\n"

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 
@@ -115,6 +116,7 @@ def check(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
              "e.g. --param dma-iommufd.tv26=true."),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
@@ -124,6 +126,7 @@ def check(
     from memtypes.report import jsondoc, text
     from memtypes.yamlfile import write_atomic
 
+    vfiles = variants_opt.load(variant_files)
     fams = registry.families()
     if family is not None:
         fams = [registry.family(family, available=fams)]
@@ -171,7 +174,10 @@ def check(
         console = Console(width=None if sys.stdout.isatty() else 160)
         text.render_check(console, matrix)
     if json_out:
-        doc = jsondoc.dumps(jsondoc.check_doc(matrix))
+        d = jsondoc.check_doc(matrix)
+        if vfiles:
+            d["variant_files"] = vfiles
+        doc = jsondoc.dumps(d)
         if json_out == "-":
             sys.stdout.write(doc)
         else:

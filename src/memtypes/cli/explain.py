@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 from memtypes.hosts.profile import resolve
@@ -46,7 +47,9 @@ def explain_cmd(
     remap: Optional[str] = typer.Option(None, "--remap", help="mmap KIND over the slot after creating it"),
     fault: str = typer.Option("read", "--fault", help="read | write | exec"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
+    vfiles = variants_opt.load(variant_files)
     k = kernel(kernel_spec)
     prof = resolve(host)
     if prof.arch != "arm64":
@@ -60,7 +63,10 @@ def explain_cmd(
     ex = explain(k, prof.features, backing, host_name=prof.name, vm_mte=vm_mte, slot_flags=slot_flags,
                  remap=remap, fault=fault)
     if as_json:
-        print(json.dumps(ex.as_dict(), indent=2, sort_keys=False))
+        d = ex.as_dict()
+        if vfiles:
+            d["variant_files"] = vfiles
+        print(json.dumps(d, indent=2, sort_keys=False))
         return
     render(ex)
 

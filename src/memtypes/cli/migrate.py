@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from memtypes.check.migrate import CHECKS, REGION_KINDS, Direction, MigrationReport, load_vm, migrate, type_class
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 from memtypes.hosts.profile import resolve
@@ -45,7 +46,9 @@ def migrate_cmd(
     check: Optional[List[str]] = typer.Option(None, "--check",
                                               help="a VMM check to take (repeatable; default: the VM file's)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
+    vfiles = variants_opt.load(variant_files)
     ps = resolve(src, where="--from")
     pd = resolve(dst, where="--to")
     vm = load_vm(vm_file)
@@ -57,7 +60,10 @@ def migrate_cmd(
         checks = tuple(check)
     rep = migrate(vm, ps, pd, kernel_from, kernel_to, vmm_checks=checks)
     if as_json:
-        print(json.dumps(rep.as_dict(), indent=2, sort_keys=False))
+        d = rep.as_dict()
+        if vfiles:
+            d["variant_files"] = vfiles
+        print(json.dumps(d, indent=2, sort_keys=False))
         return
     render(rep)
 

@@ -7,6 +7,9 @@ import sys
 import typer
 from rich.console import Console
 
+from typing import List, Optional
+
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 
 
@@ -15,12 +18,16 @@ def run(
     file: str = typer.Argument(..., help="A scenario YAML file (see memtypes.scenario)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a property is violated."),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> int:
     """Run a scenario file step by step; report each step and any property it breaks."""
     from memtypes.check.play import run_file
     from memtypes.report import jsondoc, text
 
+    variants_opt.load(variant_files)
     rep = run_file(file)
+    for note in rep.extra.get("notes", ()):
+        Console(stderr=True).print(f"memtypes: warning: {note}", soft_wrap=True, markup=False)
     if json_out:
         sys.stdout.write(jsondoc.dumps(jsondoc.run_doc(rep)))
     else:

@@ -177,11 +177,20 @@ def verify(recorded: Iterable[dict], *, where: str) -> list[str]:
         if not isinstance(path, str):
             raise InputError("a variants entry has no path", where=where, field="variant_files",
                              expected="{path: FILE, sha256: HASH}")
+        want = rec.get("sha256") if isinstance(rec, dict) else None
         if not Path(path).is_file():
+            same = [f["path"] for f in loaded() if want and f["sha256"] == want]
+            if same:
+                notes.append(f"variants file {path} recorded in this trace is missing: using "
+                             f"{same[0]} (same content)")
+                continue
+            if _LOADED:
+                notes.append(f"variants file {path} recorded in this trace is missing: using the "
+                             f"variants loaded with --variants")
+                continue
             raise InputError(f"the variants file {path} recorded in this trace is missing",
                              where=where, field="variant_files",
                              expected="the file at that path (or pass --variants FILE)")
-        want = rec.get("sha256") if isinstance(rec, dict) else None
         got = file_hash(path)
         if want and want != got:
             notes.append(f"variants file {path} changed since the trace was saved "
