@@ -21,6 +21,7 @@ from memtypes.cli import explain as _explain  # noqa: F401,E402
 from memtypes.cli import probe as _probe  # noqa: F401,E402
 from memtypes.cli import migrate as _migrate  # noqa: F401,E402
 from memtypes.cli import bench as _bench  # noqa: F401,E402
+from memtypes.cli import diff as _diff  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:
