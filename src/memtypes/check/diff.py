@@ -363,19 +363,9 @@ def _dma_desc(v) -> dict:
 
 # -- verdicts -----------------------------------------------------------------------------------
 
-def family_era(fam, era: str) -> str:
-    """The era a family models for ``era``: itself, else the latest modelled era not after it,
-    else the first one (dma-type1 models 5.14/6.2/6.9: 7.1 -> 6.9, 5.10 -> 5.14)."""
-    from memtypes.check.kernels import kernel_order
-    ks = sorted(fam.kernels, key=kernel_order)
-    if era in ks:
-        return era
-    before = [k for k in ks if kernel_order(k) <= kernel_order(era)]
-    return before[-1] if before else ks[0]
-
-
 def _jobs(s: Side, fams) -> list[tuple[Any, str, str, str]]:
     """(family, era it models, variant, note) per family for one side."""
+    from memtypes.check.kernels import family_era
     out = []
     kv = s.kernel.variant
     for fam in fams:

@@ -93,7 +93,10 @@ def check(
     family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
     kernel: Optional[str] = typer.Option(None, "--kernel",
                                          help="Only this kernel (any version, mapped to its era; "
-                                              "VERSION+VARIANT also selects a variant)."),
+                                              "VERSION+VARIANT also selects a variant); several: "
+                                              "6.12,6.17+VARIANT or a range 6.9..7.1.  A family "
+                                              "that does not distinguish an era checks the one it "
+                                              "models (and says so)."),
     variant: Optional[str] = typer.Option(None, "--variant",
                                           help="Only this variant (mainline or a variant name)."),
     prop: Optional[List[str]] = typer.Option(None, "--property",
@@ -120,7 +123,7 @@ def check(
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
-    from memtypes.check.kernels import parse_kernel
+    from memtypes.check.kernels import parse_kernels, select
     from memtypes.check.play import save_traces as write_traces
     from memtypes.report import html as rhtml
     from memtypes.report import jsondoc, text
@@ -131,13 +134,22 @@ def check(
     if family is not None:
         fams = [registry.family(family, available=fams)]
     era = None
+    mapping: list[str] = []
     if kernel is not None:
-        era, kv = parse_kernel(kernel)
-        if kv is not None:
-            if variant is not None and variant != kv:
+        pairs = parse_kernels(kernel)
+        known = sorted({v for f in fams for v in f.variants})
+        for _e, kv in pairs:
+            if kv is not None and kv != "mainline" and kv not in known:
+                raise InputError(f"unknown variant '{kv}'", where="--kernel",
+                                 expected="mainline" + "".join(f", {v}" for v in known))
+            if kv is not None and variant is not None and variant != kv:
                 raise InputError(f"--variant {variant} contradicts --kernel {kernel}",
                                  where="--variant", expected=kv)
-            variant = kv
+        if len(pairs) == 1 and all(e in f.kernels for f in fams for e, _ in pairs):
+            era, kv = pairs[0]      # one era every family models: the plain selection
+            variant = kv if kv is not None else variant
+        else:
+            fams, mapping = select(fams, pairs, variant=variant)
     if variant is not None and variant != "mainline":
         known = sorted({v for f in fams for v in f.variants})
         if variant not in known:
@@ -170,9 +182,13 @@ def check(
         raise InputError("no family models this selection", where="--kernel/--variant",
                          expected="a kernel era and variant some family models")
 
+    if mapping:
+        matrix.stats["kernel_mapping"] = mapping
     if json_out != "-":
         console = Console(width=None if sys.stdout.isatty() else 160)
         text.render_check(console, matrix)
+        for note in mapping:
+            console.print(f"note: {note}", markup=False, highlight=False)
     if json_out:
         d = jsondoc.check_doc(matrix)
         if vfiles:

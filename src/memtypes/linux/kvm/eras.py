@@ -237,6 +237,49 @@ def rules_for_version(v: KernelVersion) -> Rules:
     return r
 
 
+REFINEMENTS: tuple[tuple[int, int, int], ...] = ((6, 6, 0), (6, 12, 0), (6, 17, 1), (7, 0, 0))
+"""Versions inside an era where :func:`rules_for_version` changes a rule (kept beside it)."""
+
+
+def rule_points(lo: KernelVersion, hi: KernelVersion) -> list[str]:
+    """The versions from ``lo`` to ``hi`` (inclusive) where some rule changes: ``lo`` itself,
+    every era's first version and every intra-era refinement in between, and ``hi``."""
+    pts = {(lo.major, lo.minor, lo.patch), (hi.major, hi.minor, hi.patch)}
+    for e in ERAS:
+        pts.add(e.first + (0,))
+    pts |= set(REFINEMENTS)
+    key = lambda t: t  # noqa: E731
+    lo_t, hi_t = (lo.major, lo.minor, lo.patch), (hi.major, hi.minor, hi.patch)
+    out = sorted((p for p in pts if lo_t <= p <= hi_t), key=key)
+    return [f"{a}.{b}" + (f".{c}" if c else "") for a, b, c in out]
+
+
+def kernel_specs(text: str, *, where: str = "--kernel") -> list[str]:
+    """``6.12,6.17+mine`` or ``6.9..7.1`` (or both, comma-separated) -> the kernel specs, each
+    resolvable by :func:`kernel`.  A range ``A..B[+VARIANT]`` lists A, every version in between
+    where a rule changes (:func:`rule_points`) and B, each with the variant if given."""
+    out: list[str] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            raise InputError(f"'{text}' has an empty item", where=where,
+                             expected="VERSION[+VARIANT], comma-separated, or A..B")
+        base, variant = split_variant(item)
+        suffix = f"+{variant}" if variant else ""
+        if ".." in base:
+            a, _, b = base.partition("..")
+            lo, hi = parse_version(a, where=where), parse_version(b, where=where)
+            if lo > hi:
+                raise InputError(f"range {base} runs backwards", where=where, expected="A..B with A <= B")
+            specs = [v + suffix for v in rule_points(lo, hi)]
+        else:
+            specs = [item]
+        for sp in specs:
+            kernel(sp, where=where)            # validate (unknown variant, outside range, ...)
+            if sp not in out:
+                out.append(sp)
+    return out
+
+
 @lru_cache(maxsize=256)
 def kernel(spec: str, *, where: str = "--kernel") -> Kernel:
     """Resolve ``6.12``, ``6.17.3`` or ``6.17+mte-rfc-2020`` to a :class:`Kernel`.
