@@ -63,6 +63,14 @@ def test_fwb_example_check_counterexample(capsys, tmp_path):
     steps = [(s["actor"], s["action"], s["args"].get("backing")) for s in r["trace"]]
     assert steps[0] == ("vmm", "create_memslot", "vfio-pci-bar")
     assert "map NORMAL" in r["trace"][-1]["describe"]
+    # the counterexample explains itself: the host and its features, the variant's file, and
+    # the violating step's reasons with their sources, every stage-1 choice's outcome
+    ctx = r["context"]
+    assert ctx["init"].startswith("host ") and "(FWB, DIC" in ctx["init"]
+    assert ctx["variant_source"] == FWB_NC
+    last = r["trace"][-1]["describe"]
+    assert "why: variant/fwb-cacheable-uncached (example patch under review" in last
+    assert "other guest stage-1 choices: " in last and "Normal-NC -> Normal-WB" in last
     # replay the saved trace: it records the file and reloads it
     (trace,) = (tmp_path / "tr").glob("*.yaml")
     assert "variant_files" in trace.read_text()
@@ -112,6 +120,9 @@ def test_flush_no_unpin_example_violates_and_reviewed_holds(capsys, tmp_path):
     assert "cpu_read" in acts and "dev_write" in acts
     assert acts.index("cpu_read") < acts.index("dev_write")
     assert tr[-1]["action"] in ("unmap_dma", "detach", "release") and tr[-1]["describe"] == "no flush"
+    ctx = res["flush-no-unpin"]["context"]
+    assert "gnc (non-coherent)" in ctx["init"] and "F@point(pages)" in ctx["legend"]
+    assert ctx["variant_source"] == NO_UNPIN
     assert not any("F@unpin" in s.get("describe", "") for s in tr)
 
 

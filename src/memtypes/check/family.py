@@ -77,6 +77,11 @@ class Family:
     """The catalogue properties this family checks; the others are ``n/a`` for it."""
     applies: Callable[[str, str], bool] | None = None
     """``applies(kernel, variant)``: whether the variant makes sense in that era (None: always)."""
+    init_text: Callable[[Mapping[str, Any], int], str] | None = None
+    """``init_text(params, index)``: what initial state ``index`` is (the host and its features),
+    for counterexamples; None: the model's ``format_state`` of it."""
+    legend: str = ""
+    """A short legend of the notation of this family's traces (printed under its counterexamples)."""
     bench_params: Mapping[str, Any] = field(default_factory=dict)
     """What ``memtypes bench`` changes in ``default_params``: a larger instance of the same model,
     so that a search runs long enough to measure the explorer rather than its start-up."""

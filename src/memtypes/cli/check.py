@@ -184,6 +184,8 @@ def check(
 
     if mapping:
         matrix.stats["kernel_mapping"] = mapping
+    from memtypes.check.context import annotate
+    annotate(matrix)
     if json_out != "-":
         console = Console(width=None if sys.stdout.isatty() else 160)
         text.render_check(console, matrix)

@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
-from memtypes.check.families.dma_type1 import SOURCE, DmaModel, dma_applies, variant_name
+from memtypes.check.families.dma_type1 import LEGEND, SOURCE, DmaModel, dma_applies, variant_name
 from memtypes.check.family import Family, LiveVariants, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
@@ -61,6 +61,13 @@ from memtypes.linux.dma import variants as dma_variants
 
 KERNELS = ("6.2", "6.9")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
+
+
+def iommufd_init_text(params: Mapping[str, Any], index: int) -> str:
+    n = params.get("pages", 2)
+    return (f"IOASes A and B, no hwpt; devices hcc (coherent) and hnc (non-coherent); pages "
+            f"P0..P{n - 1} hold S (a previous owner's data) in DRAM, nothing cached; KVM-VFIO "
+            "FILE_ADD of hnc done")
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]):
@@ -215,6 +222,8 @@ FAMILY = Family(
                     "data_pages": [1], "cc_reads": False, "destroy": False, "tv26": False,
                     "stage": "second", "table": True},
     variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "iommufd")),
+    init_text=iommufd_init_text,
+    legend=LEGEND,
     applies=functools.partial(dma_applies, "iommufd"),
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),

@@ -49,6 +49,21 @@ def variant_name(variant: str) -> str:
     return "vfio-upstream" if variant == "mainline" else variant
 
 
+LEGEND = ("F@point(pages): a CPU cache flush (clean+invalidate) at that flush point; "
+          "'no flush': the step flushed nothing; zero-fill(P): the kernel zeroes the page at its "
+          "first pin; 'X read P=v': the value read; values: S a previous owner's data, S' a "
+          "scratch page's, 0 the zero fill, G guest data, B device data; A->B: reads A now, B "
+          "once the stale clean line is evicted; gcc/hcc: a device whose IOMMU enforces "
+          "coherency, gnc/hnc: a non-snooping device in a non-coherent domain")
+
+
+def type1_init_text(params: Mapping[str, Any], index: int) -> str:
+    n = params.get("pages", 1)
+    return (f"a type1 container, nothing attached; groups gcc (coherent) and gnc (non-coherent"
+            f"){' and the emulated gem' if params.get('emulated') else ''}; user pages P0..P{n - 1} "
+            "hold S (a previous owner's data) in DRAM, nothing cached")
+
+
 def dma_applies(backend: str, kernel: str, variant: str) -> bool:
     """A DMA variant applies to the backends and DMA eras it names (built-ins: all)."""
     if variant == "mainline":
@@ -260,6 +275,8 @@ FAMILY = Family(
     default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False,
                     "table": True},
     variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "type1")),
+    init_text=type1_init_text,
+    legend=LEGEND,
     applies=_applies,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
