@@ -61,6 +61,38 @@ def run_file(path: str | os.PathLike, families: Sequence[Family] | None = None) 
     return rep
 
 
+def run_kernels(path: str | os.PathLike, kernels: Sequence[str],
+                families: Sequence[Family] | None = None) -> list[sc.RunReport]:
+    """The scenario of ``path`` run once per kernel spec (``6.12``, ``6.17+mine``), in order;
+    a step a kernel does not offer changes nothing there (scenario.run)."""
+    from dataclasses import replace
+    from memtypes.linux import userfiles
+    s = sc.load(path)
+    notes = userfiles.verify(s.variant_files, where=s.path)
+    out = []
+    for k in kernels:
+        sk = replace(s, kernel=k, variant=None)
+        fam, era, variant, model = bind(sk, families)
+        rep = sc.run(model, sk)
+        rep.extra.update({"family": fam.name, "kernel": era, "variant": variant, "spec": k})
+        if notes:
+            rep.extra["notes"] = notes
+        out.append(rep)
+    return out
+
+
+def parting(reps: Sequence[sc.RunReport]) -> int | None:
+    """The first step (1-based) at which the runs differ (what it did, changed, broke), else
+    None."""
+    n = max((len(r.steps) for r in reps), default=0)
+    for i in range(n):
+        seen = {(o.describe, o.changed, tuple(o.broken)) if o else None
+                for o in (r.steps[i] if i < len(r.steps) else None for r in reps)}
+        if len(seen) > 1:
+            return i + 1
+    return None
+
+
 def variant_files_of(variant: str) -> list[dict[str, str]]:
     """``[{path, sha256}]`` of the user file that registered ``variant`` (none for built-ins)."""
     from memtypes.linux import userfiles
