@@ -184,13 +184,17 @@ def check(
 
     if mapping:
         matrix.stats["kernel_mapping"] = mapping
+    from memtypes.check import reaches
     from memtypes.check.context import annotate
     annotate(matrix)
+    lost = reaches.lines(reaches.annotate(matrix))
     if json_out != "-":
         console = Console(width=None if sys.stdout.isatty() else 160)
         text.render_check(console, matrix)
         for note in mapping:
             console.print(f"note: {note}", markup=False, highlight=False)
+        for line in lost:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if json_out:
         d = jsondoc.check_doc(matrix)
         if vfiles:
