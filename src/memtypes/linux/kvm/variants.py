@@ -1,13 +1,24 @@
-"""Variants: named rule sets beside mainline, for what-if questions.
+"""Variants: named rule sets beside mainline, for what-if questions -- KVM arm64 and VFIO/iommufd.
 
-A variant is a name, the eras it applies to, a few overridden rule switches of
-:class:`memtypes.linux.kvm.eras.Rules`, and a citation.  ``--kernel 6.17+mte-rfc-2020`` takes the
-6.17 era's rules and applies the variant's switches with ``dataclasses.replace``.
+A KVM variant is a name, the eras it applies to (by first version: 5.13, 5.14, 6.2, 6.9, 6.17,
+6.18, 7.1), overridden rule switches of :class:`memtypes.linux.kvm.eras.Rules` and/or functions
+that replace named decision points (:data:`HOOKS`), and a citation.  ``--kernel
+6.17+mte-rfc-2020`` takes the 6.17 era's rules and applies the variant.  A DMA variant
+(:class:`memtypes.linux.dma.variants.DmaVariant`) is registered with the same :func:`register`
+and picked up by the dma-type1 and dma-iommufd families like the built-in ones.
 
-Writing a new variant (a few lines)::
+Write variants in a Python file of your own and pass it to any command with ``--variants
+FILE.py`` (repeatable; worker processes load it too; JSON output and saved traces record its
+path and SHA-256, and ``memtypes run`` of a trace reloads it).  An installed package can
+provide them through the entry-point group ``memtypes.variants`` (the object named is imported,
+and called if callable).  A name already taken (built-in or another file's), an unknown era,
+switch, flush point or hook, or a hook whose signature does not take the parameters below is
+refused at registration: one line naming the file, exit 2.
 
-    from memtypes.linux.kvm.variants import Variant, register
+1. KVM, switches only (``examples`` of this kind: the built-ins below)::
+
     from memtypes.arch.reason import Reason
+    from memtypes.linux.kvm.variants import Variant, register
 
     register(Variant(
         name="nc-for-platform-too",
@@ -17,11 +28,73 @@ Writing a new variant (a few lines)::
                    "vfio-platform MMIO also mapped Normal-NC"),
     ))
 
-then ``memtypes explain --kernel 6.12+nc-for-platform-too ...`` (and the checker) use it.  Every
-switch is read at one place in ``prepare_memory_region.py``, ``user_mem_abort.py``,
-``gmem_abort.py``, ``arm.py`` or ``guest.py``; grep for the field name to see its effect.  A rule
-that no switch expresses needs a new field in ``Rules`` (default = mainline behaviour) and one
-branch where the kernel function reads it.
+2. KVM, a decision point replaced by a function (examples/variants/fwb_cacheable_uncached.py):
+   each hook is called with the parameters listed in :data:`HOOKS`, positionally; ``default()``
+   computes the era's own answer (appending its reasons to ``rs``), so a hook changes only the
+   cases it cares about and appends its own :class:`Reason`::
+
+    from memtypes.linux.kvm.kvm_host import S2_NORMAL, EINVAL
+
+    WHY = Reason("variant/fwb-cacheable-uncached", "patch under review",
+                 "FWB host and a VM_ALLOW_ANY_UNCACHED VMA: stage 2 Normal cacheable")
+
+    def s2_attr(rules, host, vma, force_nc, rs, default):      # -> "NORMAL" | "NC" | "DEVICE"
+        if force_nc and vma.allow_any_uc and host.fwb:
+            rs.append(WHY)
+            return S2_NORMAL
+        return default()
+
+    def memslot_P2(rules, host, vm, change, slot, vma, rs, default):   # -> errno or None
+        return default()                                      # (P0: the pre-mapping or None)
+
+    def check_extension(rules, host, cap, vm_fd, default):     # -> (value, errno, Reason)
+        return (0, None, WHY) if cap == 243 else default()
+
+    register(Variant("fwb-cacheable-uncached", ("6.9", "6.17", "6.18", "7.1"),
+                     hooks={"s2_attr": s2_attr, "memslot_P2": memslot_P2,
+                            "check_extension": check_extension}, why=WHY))
+
+   Decision points: ``s2_attr`` (stage-2 attribute choice), ``device_test`` (returns
+   ``(device, force_nc, errno)``), ``mte_fault_check`` (``(rules, vma, rs, default)`` -> errno or
+   None), ``memslot_P0`` .. ``memslot_P7`` (P3 covers P3 and P3'; P4 the merged per-VMA check
+   and, with ``vma`` None, the slot-wide one of cpfn-memslot-flag), ``check_extension``,
+   ``enable_cap`` (``(rules, host, vm, cap, default)`` -> ``(vm, errno, Reason)``).  Hooks are
+   resolved once per Rules value (``rules.hook(name)``); mainline Rules have none, so the fault
+   path pays nothing for them.
+
+3. DMA, flush points switched off (examples/variants/flush_no_unpin.py)::
+
+    from memtypes.linux.dma.variants import DmaVariant
+
+    register(DmaVariant(
+        name="flush-no-unpin",
+        base="vfio-flush-reviewed",          # bookkeeping: vfio-upstream, vfio-flush-v1 or -reviewed
+        changes={"unpin": False},            # pin_map, replay, unpin, attach_nc, ioas_copy
+        why=Reason("variant/flush-no-unpin", "my review comment", "no flush at unpin"),
+    ))
+
+4. DMA, a flush point or the coherency reported to KVM decided by a function::
+
+    def flush_unpin(env, pages, default):    # pages: names ("P0", ...); default: the base's
+        return True                          # flush at every unpin, flagged or not
+
+    def kvm_coherent(env, group, default):   # what vfio_file_enforced_coherent reports
+        return default
+
+    register(DmaVariant("unpin-always", base="vfio-flush-reviewed",
+                        hooks={"flush_unpin": flush_unpin, "kvm_coherent": kvm_coherent},
+                        backends=("type1", "iommufd"), kernels=None))   # None: every DMA era
+
+   (The table forms of the DMA families call a flush hook per page of a walk: a hook should
+   decide page by page, as the examples do.)
+
+Then ``memtypes explain --variants FILE.py --kernel 6.12+nc-for-platform-too ...``, ``memtypes
+check --variants FILE.py`` (every family picks the variant up), ``memtypes diff 6.17
+6.17+fwb-cacheable-uncached --variants FILE.py --check``.  Every switch is read at one place in
+``prepare_memory_region.py``, ``user_mem_abort.py``, ``gmem_abort.py``, ``arm.py`` or
+``guest.py``; grep for the field name to see its effect.  A rule that neither a switch nor a hook
+expresses needs a new field in ``Rules`` (default = mainline behaviour) and one branch where the
+kernel function reads it.
 
 Eras each built-in variant applies to (the choice made, with why):
 
