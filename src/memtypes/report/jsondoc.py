@@ -34,6 +34,7 @@ def run_doc(rep) -> dict[str, Any]:
         "steps": [o.as_dict() for o in rep.steps],
         "violated": dict(rep.violated), "reached": dict(rep.reached),
         "unreached": list(rep.unreached), "final_state": rep.final_state,
+        **({"variant_files": [dict(f) for f in s.variant_files]} if s.variant_files else {}),
     }
 
 
