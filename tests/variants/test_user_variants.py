@@ -250,3 +250,20 @@ def test_entry_point_group(monkeypatch, tmp_path):
     from memtypes.linux.dma import variants as dv
     assert dv.DMA_VARIANTS["pkg-no-unpin"].source.startswith("entry point pkg")
     sys.modules.pop("pkgvar_h17", None)
+
+
+def test_counterexample_shows_the_stage1_choice_that_exhibits(capsys, tmp_path):
+    """6.9-6.16 map nvgrace usemem Device while the host maps it cacheable: the access shown is
+    the guest asking Normal-WB and getting Device, not the first choice tried (Device-nGnRnE),
+    and the saved trace still replays to the violation."""
+    out_json = tmp_path / "c.json"
+    rc, _ = run_json(capsys, "check", "--family", "passthrough", "--kernel", "6.12", "--variant", "mainline",
+                     "--property", "no-cacheability-mismatch", "--workers", "1", "--json", str(out_json),
+                     "--save-traces", str(tmp_path / "tr"))
+    (r,) = json.loads(out_json.read_text())["results"]
+    last = r["trace"][-1]
+    assert last["args"]["s1"] == "Normal-WB" and "guest Normal-WB -> Device-nGnRE" in last["describe"]
+    assert "stage1" in r["context"]
+    (trace,) = (tmp_path / "tr").glob("*.yaml")
+    rc, out = run_json(capsys, "run", str(trace), "--json")
+    assert json.loads(out.out)["violated"] == {"no-cacheability-mismatch": 2}
