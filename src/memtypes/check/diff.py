@@ -147,44 +147,27 @@ def _explain(k: Kernel, cell):
 
 
 def _boxes(points: set, dims: int, allowed: set | None = None) -> list[tuple[frozenset, ...]]:
-    """``points`` (tuples of ``dims`` values) as a union of products of value sets, each
-    product inside ``points | allowed`` (``allowed``: cells that may be covered or not, e.g.
-    those refused identically on both sides before the change could show)."""
-    if not points:
-        return []
+    """``points`` (tuples of ``dims`` values) as a few products of value sets, each inside
+    ``points | allowed`` (``allowed``: cells that may be covered or not, e.g. those refused the
+    same way on both sides before the change could show).  Greedy: from the first uncovered
+    point, grow a box one dimension at a time by every value that keeps it inside; repeat."""
     ok = points | (allowed or set())
-    proj = tuple(frozenset(p[i] for p in points) for i in range(dims))
-    if all(c in ok for c in itertools.product(*proj)):
-        return [_widen(proj, ok)]
-    for d in range(dims):
-        if len(proj[d]) < 2:
-            continue
-        rest: dict[Any, set] = {}
-        for p in points:
-            rest.setdefault(p[d], set()).add(p[:d] + p[d + 1:])
-        merged: dict[frozenset, set] = {}
-        for v, r in rest.items():
-            merged.setdefault(frozenset(r), set()).add(v)
-        out = []
-        for r, vals in merged.items():
-            sub_ok = {c[:d] + c[d + 1:] for c in ok if c[d] in vals}
-            sub_ok = {c for c in sub_ok if all(c[:d] + (v,) + c[d:] in ok for v in vals)}
-            for sub in _boxes(set(r), dims - 1, sub_ok):
-                out.append(sub[:d] + (frozenset(vals),) + sub[d:])
-        return out
-    return [proj]
-
-
-def _widen(box: tuple[frozenset, ...], ok: set) -> tuple[frozenset, ...]:
-    """Grow each dimension of ``box`` by the values whose cells are all in ``ok`` (so a range
-    reads "any slot flags" when the missing flag is refused on both sides anyway)."""
-    box = list(box)
-    for d in range(len(box)):
-        for v in sorted({c[d] for c in ok} - box[d], key=repr):
-            trial = box[:d] + [frozenset({v})] + box[d + 1:]
-            if all(c in ok for c in itertools.product(*trial)):
-                box[d] = box[d] | {v}
-    return tuple(box)
+    universe = [sorted({c[d] for c in ok}, key=repr) for d in range(dims)]
+    left = set(points)
+    out = []
+    while left:
+        seed = min(left, key=repr)
+        box = [frozenset({seed[d]}) for d in range(dims)]
+        for d in range(dims):
+            for v in universe[d]:
+                if v in box[d]:
+                    continue
+                trial = box[:d] + [frozenset({v})] + box[d + 1:]
+                if all(c in ok for c in itertools.product(*trial)):
+                    box[d] = box[d] | {v}
+        out.append(tuple(box))
+        left -= set(itertools.product(*box))
+    return out
 
 
 def _hosts_text(hs: frozenset) -> str:
@@ -207,6 +190,10 @@ def _hosts_text(hs: frozenset) -> str:
         text = " ".join(("" if v else "no ") + n for _i, v, n in lits) + " hosts"
     elif comp and len(csub) == len(comp) and all(v for _i, v, _n in clits):
         text = "hosts without " + "+".join(n for _i, _v, n in clits)
+    elif len(comp) == 1:
+        (c,) = comp
+        name = host_text(c) + ("" if c[2] else " without MTE")
+        return "any host but " + name + (f" (e.g. {BUILTIN_HOSTS[c]})" if c in BUILTIN_HOSTS else "")
     else:
         text = "hosts " + ", ".join(host_text(h) for h in HOST_CLASSES if h in hs)
     named = [BUILTIN_HOSTS[h] for h in HOST_CLASSES if h in hs and h in BUILTIN_HOSTS]
@@ -259,9 +246,9 @@ def _same_failure(ea, eb) -> bool:
 def explain_changes(a: Kernel, b: Kernel) -> tuple[list[Change], int]:
     """The changed cells, grouped by (the VMA faulted on, the change); and the number of cells.
 
-    A remap cell (backing X, then VMA Y mmapped over the slot) is listed only when its change
-    differs from that of a slot created over Y directly (e.g. it bypasses a memslot check);
-    otherwise the direct line covers it."""
+    A remap cell (backing X, then VMA Y mmapped over the slot) is listed only when a slot
+    created over Y directly never shows that change (e.g. the remap bypasses a memslot check);
+    otherwise the direct line stands for it."""
     results = {}
     n = 0
     for cell in space():
@@ -269,6 +256,8 @@ def explain_changes(a: Kernel, b: Kernel) -> tuple[list[Change], int]:
         results[cell] = (_explain(a, cell), _explain(b, cell))
     groups: dict[tuple, dict] = {}
     dontcare: dict[tuple, set] = {}
+    direct_changes = {(c[0],) + _change_text(*results[c]) for c in results
+                      if c[1] is None and _cell_key(results[c][0]) != _cell_key(results[c][1])}
     for cell, (ea, eb) in results.items():
         bk, rm, fl, mte, fk, hc = cell
         vma = rm or bk
@@ -286,11 +275,8 @@ def explain_changes(a: Kernel, b: Kernel) -> tuple[list[Change], int]:
         ta, tb = _change_text(ea, eb)
         if ta == tb:      # differs only where the text does not look (e.g. the errno's site)
             ta, tb = ta + f" [{ea.fault.where}]", tb + f" [{eb.fault.where}]"
-        if rm is not None:
-            direct = results.get((rm, None, fl, mte, fk, hc))
-            if direct is not None and _cell_key(direct[0]) != _cell_key(direct[1]) \
-                    and _change_text(*direct) == (ta, tb):
-                continue      # the direct slot's line says it
+        if rm is not None and (rm, ta, tb) in direct_changes:
+            continue          # a slot created over the VMA directly shows this change: its line says it
 
         g = groups.setdefault((vma, kind, ta, tb), {"points": set(), "reasons": None})
         g["points"].add(point)
