@@ -373,6 +373,9 @@ def applies(era: str, variant: str) -> bool:
 
 def apply_variant(r: Rules, name: str, *, where: str = "--kernel") -> Rules:
     v = VARIANTS.get(name)
+    if v is None and name != "mainline" and (name in dma_variants.DMA_VARIANTS or name in dma_variants.ALIASES):
+        raise InputError(f"'{name}' is a DMA (VFIO/iommufd) variant, not a KVM one", where=where,
+                         expected="a KVM variant here; DMA variants go to check, run and diff")
     if v is None:
         raise InputError(f"unknown kernel variant '{name}'", where=where,
                          expected="VERSION or VERSION+VARIANT with VARIANT one of " + ", ".join(VARIANTS))
