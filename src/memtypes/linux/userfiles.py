@@ -153,11 +153,6 @@ def loaded() -> list[dict]:
     return [{"path": p, "sha256": h} for p, h in _LOADED.items()]
 
 
-def packages() -> list[str]:
-    """The entry points loaded."""
-    return list(_EP_LOADED)
-
-
 def reset() -> None:
     """Forget every user variant and loaded file (tests)."""
     from memtypes.linux.kvm import variants as kv

@@ -280,26 +280,9 @@ def user_names() -> tuple[str, ...]:
     return tuple(n for n in VARIANTS if n not in _BUILTIN)
 
 
-def is_builtin(name: str) -> bool:
-    return name == "mainline" or name in _BUILTIN or name in dma_variants.BUILTIN \
-        or name in dma_variants.ALIASES
-
-
 def source_of(name: str) -> str | None:
     v = VARIANTS.get(name) or dma_variants.DMA_VARIANTS.get(name)
     return getattr(v, "source", None)
-
-
-def describe(name: str) -> dict:
-    """What a variant changes: its switches and hooks (KVM) or flush points (DMA), and why."""
-    v = VARIANTS.get(name)
-    if v is not None:
-        return {"name": name, "kind": "kvm", "eras": list(v.eras), "switches": dict(v.changes),
-                "hooks": sorted(v.hooks), "why": v.why.as_dict() if v.why else None,
-                "source": v.source}
-    d = dma_variants.get(name)
-    return {"name": d.name, "kind": "dma", "base": d.base, "switches": dict(d.changes),
-            "hooks": sorted(d.hooks), "why": d.why.as_dict() if d.why else None, "source": d.source}
 
 
 register(Variant(
