@@ -267,3 +267,14 @@ def test_counterexample_shows_the_stage1_choice_that_exhibits(capsys, tmp_path):
     (trace,) = (tmp_path / "tr").glob("*.yaml")
     rc, out = run_json(capsys, "run", str(trace), "--json")
     assert json.loads(out.out)["violated"] == {"no-cacheability-mismatch": 2}
+
+
+def test_entry_point_that_fails_is_one_line(monkeypatch, capsys, tmp_path):
+    import importlib.metadata as md
+    ep = md.EntryPoint("broken", "no_such_module_h17:register", userfiles.GROUP)
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [ep] if group == userfiles.GROUP else [])
+    monkeypatch.setattr(userfiles, "_EP_DONE", [False])
+    rc, out = run_json(capsys, "explain", "--kernel", "6.12", "--host", "grace", "--backing", "anon")
+    assert rc == 2
+    (line,) = out.err.strip().splitlines()
+    assert "memtypes.variants entry point broken" in line and "ModuleNotFoundError" in line

@@ -85,6 +85,9 @@ def select(fams, pairs, *, variant: str | None = None):
         mapped = set()
         for era, v in pairs:
             fe = family_era(fam, era)
+            want = v if v is not None else variant
+            if want not in (None, "mainline") and want not in fam.variants:
+                continue              # the family does not model this variant: no job, no note
             if fe != era:
                 later = kernel_order(fe) > kernel_order(era)
                 note = (f"{fam.name} does not distinguish kernel era {era}: checked as "
