@@ -59,3 +59,13 @@ def test_check_dma_type1_on_7_1_says_which_era(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "dma-type1 does not distinguish kernel era 7.1: checked as the era it models, 6.9" in out
+
+
+def test_migrate_host_and_kernel_lists(capsys):
+    rc = main(["migrate", "--vm", "tests/fixtures/vms/gpu-usemem.yaml", "--from", "grace",
+               "--to", "grace,armv8.0", "--kernel-from", "6.17", "--kernel-to", "6.16,6.17", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    got = [(m["from"]["name"], m["to"]["name"], m["to"]["kernel"]["version"]) for m in d["migrations"]]
+    assert got == [("grace", "grace", "6.16"), ("grace", "grace", "6.17"),
+                   ("grace", "armv8.0", "6.16"), ("grace", "armv8.0", "6.17")]
