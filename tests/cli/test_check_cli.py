@@ -79,13 +79,13 @@ def test_html_self_contained(capsys, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--kernel", "banana"], "--kernel"),
-    (["--kernel", "9.9"], "--kernel"),
+    (["--kernel", "6.12.x"], "--kernel"),
     (["--family", "nope"], "unknown family"),
     (["--property", "bogus"], "unknown property"),
     (["--variant", "bogus"], "unknown variant"),
     (["--workers", "0"], "--workers"),
     (["--max-states", "-1"], "--max-states"),
-    (["--kernel", "6.2"], "no family models"),
+    (["--kernel", "6.9+old-only"], "no family models"),
     (["--bogus-option"], "No such option"),
 ])
 def test_bad_input_exit_2(capsys, tmp_path, args, needle):
@@ -107,3 +107,14 @@ def test_save_traces_then_run(capsys, tmp_path):
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0 and doc["violated"] == {"nc-only-where-allowed": 2}
     assert main(["run", str(f), "--strict"]) == 1
+
+
+def test_kernel_the_family_does_not_distinguish_maps_to_its_era(capsys):
+    """Issue 17: the toy family models 5.13 and 6.9: 6.2 is checked as 5.13, and said so."""
+    rc, out, _ = run(capsys, "--kernel", "6.2", "--variant", "mainline")
+    assert rc == 0
+    assert "toy does not distinguish kernel era 6.2: checked as the era it models, 5.13" in out
+    rc, out, _ = run(capsys, "--kernel", "6.2,6.9", "--variant", "mainline", "--json", "-")
+    d = json.loads(out)
+    assert sorted({r["kernel"] for r in d["results"]}) == ["5.13", "6.9"]
+    assert d["stats"]["kernel_mapping"]

@@ -48,11 +48,57 @@ def bind(s: sc.Scenario, families: Sequence[Family] | None = None) -> tuple[Fami
 
 
 def run_file(path: str | os.PathLike, families: Sequence[Family] | None = None) -> sc.RunReport:
+    """Load and run a scenario file.  The variants files it records are reloaded first: a
+    missing one is an InputError, a changed one a note in ``rep.extra["notes"]``."""
+    from memtypes.linux import userfiles
     s = sc.load(path)
+    notes = userfiles.verify(s.variant_files, where=s.path)
     fam, era, variant, model = bind(s, families)
     rep = sc.run(model, s)
     rep.extra.update({"family": fam.name, "kernel": era, "variant": variant})
+    if notes:
+        rep.extra["notes"] = notes
     return rep
+
+
+def run_kernels(path: str | os.PathLike, kernels: Sequence[str],
+                families: Sequence[Family] | None = None) -> list[sc.RunReport]:
+    """The scenario of ``path`` run once per kernel spec (``6.12``, ``6.17+mine``), in order;
+    a step a kernel does not offer changes nothing there (scenario.run)."""
+    from dataclasses import replace
+    from memtypes.linux import userfiles
+    s = sc.load(path)
+    notes = userfiles.verify(s.variant_files, where=s.path)
+    out = []
+    for k in kernels:
+        sk = replace(s, kernel=k, variant=None)
+        fam, era, variant, model = bind(sk, families)
+        rep = sc.run(model, sk)
+        rep.extra.update({"family": fam.name, "kernel": era, "variant": variant, "spec": k})
+        if notes:
+            rep.extra["notes"] = notes
+        out.append(rep)
+    return out
+
+
+def parting(reps: Sequence[sc.RunReport]) -> int | None:
+    """The first step (1-based) at which the runs differ (what it did, changed, broke), else
+    None."""
+    n = max((len(r.steps) for r in reps), default=0)
+    for i in range(n):
+        seen = {(o.describe, o.changed, tuple(o.broken)) if o else None
+                for o in (r.steps[i] if i < len(r.steps) else None for r in reps)}
+        if len(seen) > 1:
+            return i + 1
+    return None
+
+
+def variant_files_of(variant: str) -> list[dict[str, str]]:
+    """``[{path, sha256}]`` of the user file that registered ``variant`` (none for built-ins)."""
+    from memtypes.linux import userfiles
+    from memtypes.linux.kvm import variants as kv
+    src = kv.source_of(variant) if variant != "mainline" else None
+    return [f for f in userfiles.loaded() if f["path"] == src]
 
 
 def trace_filename(r: PropertyResult) -> str:
@@ -65,6 +111,10 @@ def trace_scenario(r: PropertyResult, params: dict[str, Any]) -> tuple[dict[str,
     steps = [{"actor": s["actor"], "action": s["action"], **s.get("args", {})} for s in r.trace]
     d = {"family": r.family, "kernel": r.kernel, "variant": r.variant, "params": params,
          "init": r.init_index, "steps": steps}
+    vf = variant_files_of(r.variant)
+    if vf:
+        d = {**{k: d[k] for k in ("family", "kernel", "variant", "params")}, "variant_files": vf,
+             "init": d["init"], "steps": steps}
     label = r.kernel if r.variant == "mainline" else f"{r.kernel}+{r.variant}"
     header = (f"memtypes counterexample: {r.family} on kernel {label} violates {r.property}\n"
               f"in {len(steps)} step(s) (a shortest trace found by `memtypes check`).\n"

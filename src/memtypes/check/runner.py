@@ -218,14 +218,22 @@ def run_job(fam: Family, job: Job, params: Mapping[str, Any], *, max_depth: int 
 _POOL_FAMILIES: dict[str, Family] = {}
 
 
-def _pool_init(fams_blob: bytes) -> None:
+def _pool_init(fams_blob: bytes, variant_files: tuple[str, ...] = ()) -> None:
     global _POOL_FAMILIES
+    from memtypes.linux import userfiles
+    userfiles.load_files(variant_files)     # the user's variants, before any model is built
     _POOL_FAMILIES = {f.name: f for f in pickle.loads(fams_blob)}
 
 
 def _pool_run(job: Job, params: dict, max_depth, max_states, props, explorer) -> JobResult:
     return run_job(_POOL_FAMILIES[job.family], job, params, max_depth=max_depth,
                    max_states=max_states, props=props, explorer=explorer)
+
+
+def _variant_files() -> tuple[str, ...]:
+    """The variants files loaded here, for the workers to load too."""
+    from memtypes.linux import userfiles
+    return tuple(f["path"] for f in userfiles.loaded())
 
 
 ProgressFn = Callable[[int, int, Job], None]
@@ -283,7 +291,7 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
     if used > 1:
         ctx = get_context("spawn")
         with ProcessPoolExecutor(max_workers=used, mp_context=ctx, initializer=_pool_init,
-                                 initargs=(blob,)) as pool:
+                                 initargs=(blob, _variant_files())) as pool:
             futs = {pool.submit(_pool_run, job, p, max_depth, max_states, props, explorer): i
                     for i, (job, p) in enumerate(zip(jobs, job_params))}
             for fut in as_completed(futs):

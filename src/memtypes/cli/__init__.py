@@ -23,6 +23,7 @@ from memtypes.cli import migrate as _migrate  # noqa: F401,E402
 from memtypes.cli import bench as _bench  # noqa: F401,E402
 from memtypes.cli import conform as _conform  # noqa: F401,E402
 from memtypes.cli import caps as _caps  # noqa: F401,E402
+from memtypes.cli import diff as _diff  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 
@@ -92,7 +93,10 @@ def check(
     family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
     kernel: Optional[str] = typer.Option(None, "--kernel",
                                          help="Only this kernel (any version, mapped to its era; "
-                                              "VERSION+VARIANT also selects a variant)."),
+                                              "VERSION+VARIANT also selects a variant); several: "
+                                              "6.12,6.17+VARIANT or a range 6.9..7.1.  A family "
+                                              "that does not distinguish an era checks the one it "
+                                              "models (and says so)."),
     variant: Optional[str] = typer.Option(None, "--variant",
                                           help="Only this variant (mainline or a variant name)."),
     prop: Optional[List[str]] = typer.Option(None, "--property",
@@ -115,30 +119,48 @@ def check(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
              "e.g. --param dma-iommufd.tv26=true."),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
-    from memtypes.check.kernels import parse_kernel
+    from memtypes.check.kernels import parse_kernels, select
     from memtypes.check.play import save_traces as write_traces
     from memtypes.report import html as rhtml
     from memtypes.report import jsondoc, text
     from memtypes.yamlfile import write_atomic
 
+    vfiles = variants_opt.load(variant_files)
     fams = registry.families()
     if family is not None:
         fams = [registry.family(family, available=fams)]
     era = None
+    mapping: list[str] = []
     note = None
     if kernel is not None:
-        era, kv = parse_kernel(kernel)
+        pairs = parse_kernels(kernel)
+        from memtypes.linux.kvm.eras import era_of
         from memtypes.linux.version import beyond_model, parse_version, split_variant
-        mark = beyond_model(parse_version(split_variant(kernel.strip())[0]))
-        note = f"kernel {kernel.strip()}: {mark} (era {era})" if mark else None
-        if kv is not None:
-            if variant is not None and variant != kv:
+        marks = []
+        for part in kernel.split(","):
+            base = split_variant(part.strip())[0]
+            if ".." not in base:
+                mark = beyond_model(parse_version(base))
+                if mark:
+                    marks.append(f"kernel {part.strip()}: {mark} (era {era_of(parse_version(base)).era})")
+        note = "; ".join(marks) or None
+        known = sorted({v for f in fams for v in f.variants})
+        for _e, kv in pairs:
+            if kv is not None and kv != "mainline" and kv not in known:
+                raise InputError(f"unknown variant '{kv}'", where="--kernel",
+                                 expected="mainline" + "".join(f", {v}" for v in known))
+            if kv is not None and variant is not None and variant != kv:
                 raise InputError(f"--variant {variant} contradicts --kernel {kernel}",
                                  where="--variant", expected=kv)
-            variant = kv
+        if len(pairs) == 1 and all(e in f.kernels for f in fams for e, _ in pairs):
+            era, kv = pairs[0]      # one era every family models: the plain selection
+            variant = kv if kv is not None else variant
+        else:
+            fams, mapping = select(fams, pairs, variant=variant)
     if variant is not None and variant != "mainline":
         known = sorted({v for f in fams for v in f.variants})
         if variant not in known:
@@ -173,13 +195,26 @@ def check(
         raise InputError("no family models this selection", where="--kernel/--variant",
                          expected="a kernel era and variant some family models")
 
+    if mapping:
+        matrix.stats["kernel_mapping"] = mapping
+    from memtypes.check import reaches
+    from memtypes.check.context import annotate
+    annotate(matrix)
+    lost = reaches.lines(reaches.annotate(matrix))
     if json_out != "-":
         console = Console(width=None if sys.stdout.isatty() else 160)
         if note:
             console.print(note, markup=False, highlight=False)
         text.render_check(console, matrix)
+        for note in mapping:
+            console.print(f"note: {note}", markup=False, highlight=False)
+        for line in lost:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if json_out:
-        doc = jsondoc.dumps(jsondoc.check_doc(matrix))
+        d = jsondoc.check_doc(matrix)
+        if vfiles:
+            d["variant_files"] = vfiles
+        doc = jsondoc.dumps(d)
         if json_out == "-":
             sys.stdout.write(doc)
         else:

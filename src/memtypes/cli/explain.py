@@ -8,16 +8,17 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
-from memtypes.hosts.profile import resolve
+from memtypes.hosts.profile import resolve, split_hosts
 from memtypes.linux import drivers
 from memtypes.linux.kvm import variants
-from memtypes.linux.kvm.eras import kernel
+from memtypes.linux.kvm.eras import kernel, kernel_specs
 from memtypes.linux.kvm.explain import (
     DEFAULT_HVA_ALIGN, FAULTS, HVA_ALIGNS, SLOT_FLAGS, Explanation, check_hva_align, explain,
 )
@@ -35,7 +36,10 @@ each usual stage-1 choice.
 \b
 --kernel  VERSION (5.0 .. 7.3, e.g. 6.12, 6.12.118, 7.3; a newer one is answered with the
           newest rules and marked "newer than the model") or VERSION+VARIANT, VARIANT one of:
-          {", ".join(variants.names())}
+          {", ".join(variants.names())} (or a variant from --variants FILE.py);
+          several: 6.12,6.17+VARIANT; a range 6.9..7.3 (its ends and every version between
+          where a rule changes).  --host: several as grace,armv8.0.  Several kernels or
+          hosts give one table, one row each.
 --backing / --remap KIND: {", ".join(drivers.KINDS)} ('file' is the deprecated name of file-private)
 --slot-flags: comma list of {", ".join(SLOT_FLAGS)}
 --fault: {", ".join(FAULTS)} (read-perm: a stage-2 permission fault on a data read)
@@ -49,8 +53,8 @@ each usual stage-1 choice.
 
 @app.command("explain", help=HELP, no_args_is_help=True)
 def explain_cmd(
-    kernel_spec: str = typer.Option(..., "--kernel", help="kernel version[+variant]"),
-    host: str = typer.Option(..., "--host", help="built-in host, YAML file, or fwb=1,dic=1,mte=0"),
+    kernel_spec: str = typer.Option(..., "--kernel", help="kernel version[+variant]; a list A,B or range A..B"),
+    host: str = typer.Option(..., "--host", help="built-in host, YAML file, or fwb=1,dic=1,mte=0; a list A,B"),
     backing: str = typer.Option(..., "--backing", help="backing KIND of the memslot"),
     vm_mte: bool = typer.Option(False, "--vm-mte", help="enable KVM_CAP_ARM_MTE before any vCPU"),
     slot_flags: Optional[str] = typer.Option(None, "--slot-flags", help="log_dirty,readonly,gmem_only"),
@@ -59,22 +63,39 @@ def explain_cmd(
     hva_align: str = typer.Option(DEFAULT_HVA_ALIGN, "--hva-align", help="4K | 2M | 1G (default 2M)"),
     protected: bool = typer.Option(False, "--protected", help="a pKVM protected VM (host pkvm=1)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
-    k = kernel(kernel_spec)
-    prof = resolve(host)
-    if prof.arch != "arm64":
-        raise InputError(f"host '{prof.name}' is {prof.arch}, not arm64", where="--host",
-                         expected="an arm64 host profile")
+    vfiles = variants_opt.load(variant_files)
+    specs = kernel_specs(kernel_spec)
+    profs = [resolve(h) for h in split_hosts(host)]
+    for prof in profs:
+        if prof.arch != "arm64":
+            raise InputError(f"host '{prof.name}' is {prof.arch}, not arm64", where="--host",
+                             expected="an arm64 host profile")
     drivers.check_kind(backing, where="--backing")
     if remap is not None:
         drivers.check_kind(remap, where="--remap")
     if fault not in FAULTS:
         raise InputError(f"unknown fault kind '{fault}'", where="--fault", expected=", ".join(FAULTS))
     check_hva_align(hva_align)
-    ex = explain(k, prof.features, backing, host_name=prof.name, vm_mte=vm_mte, slot_flags=slot_flags,
-                 remap=remap, fault=fault, hva_align=hva_align, protected=protected)
+    exs = [explain(kernel(sp), prof.features, backing, host_name=prof.name, vm_mte=vm_mte,
+                   slot_flags=slot_flags, remap=remap, fault=fault, hva_align=hva_align, protected=protected)
+           for sp in specs for prof in profs]
+    if len(exs) > 1:
+        if as_json:
+            d = {"explanations": [e.as_dict() for e in exs]}
+            if vfiles:
+                d["variant_files"] = vfiles
+            print(json.dumps(d, indent=2, sort_keys=False))
+            return
+        render_many(exs, specs)
+        return
+    ex = exs[0]
     if as_json:
-        print(json.dumps(ex.as_dict(), indent=2, sort_keys=False))
+        d = ex.as_dict()
+        if vfiles:
+            d["variant_files"] = vfiles
+        print(json.dumps(d, indent=2, sort_keys=False))
         return
     render(ex)
 
@@ -97,6 +118,34 @@ def _fault_text(d: dict, vm_mte: bool = False) -> str:
     if r == "retry":
         return f"retry (guest re-faults) [{d['where']}]"
     return f"{d['errno']} from KVM_RUN [{d['where']}]"
+
+
+def render_many(exs: list[Explanation], specs: list[str]) -> None:
+    """Several kernels and/or hosts: one table, one row per (kernel, host)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False, soft_wrap=False, markup=False, emoji=False, width=160)
+    e0 = exs[0]
+    con.print(f"backing {e0.backing}" + (f", remapped to {e0.remap}" if e0.remap else "")
+              + f"; guest {e0.fault_kind} fault" + ("; MTE VM" if e0.vm_mte else ""))
+    t = Table(show_header=True)
+    for col in ("kernel", "host", "memslot", "fault", "guest: Device-nGnRE / Normal-NC / Normal-WB"):
+        t.add_column(col)
+    for ex in exs:
+        d = ex.as_dict()
+        kd = d["kernel"]
+        kname = kd["version"] + ("" if kd["variant"] == "mainline" else f"+{kd['variant']}")
+        feats = ",".join(k for k, v in d["host"]["features"].items() if v) or "none"
+        ms = d["memslot"]
+        mtxt = ("ok" if ms["result"] == "ok" else f"n/a ({ex.memslot_na})" if ms["result"] == "n/a"
+                else f"{ms['errno']} ({ms['rule']})")
+        g = dict(ex.guest)
+        gtxt = " / ".join(g.get(k, "-") for k in ("Device-nGnRE", "Normal-NC", "Normal-WB")) if g else "-"
+        vm = bool(ex.vm_mte and ex.vm_mte[0] == "ok")
+        t.add_row(f"{kname} ({kd['era']})", f"{ex.host_name} ({feats})", mtxt,
+                  _fault_text(d["fault"], vm).split(" [")[0], gtxt)
+    con.print(t)
 
 
 def render(ex: Explanation) -> None:

@@ -13,9 +13,11 @@ from typing import List, Optional
 import typer
 
 from memtypes.check.migrate import CHECKS, REGION_KINDS, Direction, MigrationReport, load_vm, migrate, type_class
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
-from memtypes.hosts.profile import resolve
+from memtypes.hosts.profile import resolve, split_hosts
+from memtypes.linux.kvm.eras import kernel_specs
 
 HELP = f"""Migrate a VM between two arm64 hosts (and kernels), both ways, step by step.
 
@@ -30,8 +32,9 @@ guest's effective type for each usual stage-1 choice on both sides, with the cha
 --vm FILE   YAML: name, memory (KIND, default anon), mte (bool), devices (list of KIND or
             {{name, backing, slot_flags}}), vmm_checks (list of {", ".join(CHECKS)})
             KIND: {", ".join(REGION_KINDS)}
---from/--to built-in host, YAML profile or fwb=1,dic=1,mte=0
---kernel-from/--kernel-to VERSION[+VARIANT] (default: the profile's kernel, else 7.1)
+--from/--to built-in host, YAML profile or fwb=1,dic=1,mte=0; several: grace,armv8.0
+--kernel-from/--kernel-to VERSION[+VARIANT] (default: the profile's kernel, else 7.1); several:
+            6.12,6.17 or a range 6.9..7.1.  Lists run every combination, one after the other.
 """
 
 
@@ -45,9 +48,13 @@ def migrate_cmd(
     check: Optional[List[str]] = typer.Option(None, "--check",
                                               help="a VMM check to take (repeatable; default: the VM file's)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
-    ps = resolve(src, where="--from")
-    pd = resolve(dst, where="--to")
+    vfiles = variants_opt.load(variant_files)
+    srcs = [resolve(h, where="--from") for h in split_hosts(src, where="--from")]
+    dsts = [resolve(h, where="--to") for h in split_hosts(dst, where="--to")]
+    kfs = kernel_specs(kernel_from, where="--kernel-from") if kernel_from else [None]
+    kts = kernel_specs(kernel_to, where="--kernel-to") if kernel_to else [None]
     vm = load_vm(vm_file)
     checks = None
     if check:
@@ -55,9 +62,25 @@ def migrate_cmd(
             if c not in CHECKS:
                 raise InputError(f"unknown VMM check '{c}'", where="--check", expected=", ".join(CHECKS))
         checks = tuple(check)
+    combos = [(ps, pd, kf, kt) for ps in srcs for pd in dsts for kf in kfs for kt in kts]
+    if len(combos) > 1:          # lists: every (from, to, kernel-from, kernel-to), in order
+        reps = [migrate(vm, ps, pd, kf, kt, vmm_checks=checks) for ps, pd, kf, kt in combos]
+        if as_json:
+            d = {"migrations": [r.as_dict() for r in reps]}
+            if vfiles:
+                d["variant_files"] = vfiles
+            print(json.dumps(d, indent=2, sort_keys=False))
+            return
+        for r in reps:
+            render(r)
+        return
+    ps, pd, kernel_from, kernel_to = combos[0]
     rep = migrate(vm, ps, pd, kernel_from, kernel_to, vmm_checks=checks)
     if as_json:
-        print(json.dumps(rep.as_dict(), indent=2, sort_keys=False))
+        d = rep.as_dict()
+        if vfiles:
+            d["variant_files"] = vfiles
+        print(json.dumps(d, indent=2, sort_keys=False))
         return
     render(rep)
 

@@ -155,3 +155,27 @@ def resolve(spec: str, *, where: str = "--host") -> HostProfile:
     raise InputError(f"unknown host '{spec}'", where=where,
                      expected="a built-in host (" + ", ".join(builtin_names())
                      + "), a YAML file, or KEY=0|1,... with KEY in " + ", ".join(Features.names()))
+
+
+def split_hosts(text: str, *, where: str = "--host") -> list[str]:
+    """``grace,armv8.0`` -> ``["grace", "armv8.0"]``.  An inline profile keeps its commas
+    (``grace,fwb=1,dic=0`` -> ``["grace", "fwb=1,dic=0"]``); separate two inline profiles with
+    ``;``.  Each item is checked with :func:`resolve`."""
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        names, inline = [], []
+        for item in (x.strip() for x in part.split(",")):
+            (inline if "=" in item else names).append(item)
+        if any(not n for n in names):
+            raise InputError(f"'{text}' has an empty item", where=where,
+                             expected="HOST[,HOST...] (inline profiles separated by ';')")
+        out.extend(names)
+        if inline:
+            out.append(",".join(inline))
+    if not out:
+        raise InputError("no host given", where=where, expected="HOST[,HOST...]")
+    for h in out:
+        resolve(h, where=where)
+    return list(dict.fromkeys(out))

@@ -10,10 +10,18 @@ from typing import Any
 def check_doc(matrix) -> dict[str, Any]:
     from memtypes.check import properties as catalogue
     return {
-        "results": [r.as_dict() for r in matrix.results],
+        "results": [_result(r) for r in matrix.results],
         "properties": [catalogue.get(p).as_dict() for p in matrix.properties],
         "stats": matrix.stats,
     }
+
+
+def _result(r) -> dict[str, Any]:
+    d = r.as_dict()
+    ctx = getattr(r, "context", None)
+    if ctx:
+        d["context"] = dict(ctx)
+    return d
 
 
 def run_doc(rep) -> dict[str, Any]:
@@ -26,6 +34,7 @@ def run_doc(rep) -> dict[str, Any]:
         "steps": [o.as_dict() for o in rep.steps],
         "violated": dict(rep.violated), "reached": dict(rep.reached),
         "unreached": list(rep.unreached), "final_state": rep.final_state,
+        **({"variant_files": [dict(f) for f in s.variant_files]} if s.variant_files else {}),
     }
 
 

@@ -16,6 +16,8 @@ class Counterexample:
     """Row labels (kernel[+variant]) that share this trace."""
     steps: list[dict[str, Any]]
     init: int
+    context: dict[str, Any] | None = None
+    """What the initial state is, the variant's file, the family's legend (check/context.py)."""
 
 
 def row_label(kernel: str, variant: str) -> str:
@@ -64,7 +66,8 @@ def counterexamples(matrix) -> list[Counterexample]:
         if key in groups:
             groups[key].rows.append(label)
         else:
-            groups[key] = Counterexample(r.family, r.property, [label], r.trace, r.init_index)
+            groups[key] = Counterexample(r.family, r.property, [label], r.trace, r.init_index,
+                                         getattr(r, "context", None))
     return list(groups.values())
 
 

@@ -47,9 +47,11 @@ def legend_text(matrix) -> Text:
     return t
 
 
-def steps_text(steps: list[dict[str, Any]], init: int = 0, indent: str = "  ") -> Text:
+def steps_text(steps: list[dict[str, Any]], init: int = 0, indent: str = "  ",
+               init_text: str | None = None) -> Text:
     t = Text()
-    t.append(f"{indent}0. initial state #{init}\n", style="dim")
+    t.append(f"{indent}0. initial state #{init}" + (f": {init_text}" if init_text else "") + "\n",
+             style="dim")
     for i, s in enumerate(steps, start=1):
         t.append(f"{indent}{i}. ")
         t.append(f"{s['actor']}", style="cyan")
@@ -65,12 +67,22 @@ def steps_text(steps: list[dict[str, Any]], init: int = 0, indent: str = "  ") -
 
 def counterexamples_render(matrix) -> list[RenderableType]:
     out: list[RenderableType] = []
+    legends: dict[str, str] = {}
     for cx in counterexamples(matrix):
         head = Text()
         head.append(f"{cx.family}: {cx.property}", style="bold red")
         head.append(f" violated on {', '.join(cx.rows)}; shortest counterexample, "
                     f"{len(cx.steps)} step(s):")
-        out.append(Group(head, steps_text(cx.steps, cx.init)))
+        ctx = cx.context or {}
+        parts = [head]
+        if ctx.get("variant_source"):
+            parts.append(Text(f"  (variant from {ctx['variant_source']})", style="dim"))
+        parts.append(steps_text(cx.steps, cx.init, init_text=ctx.get("init")))
+        out.append(Group(*parts))
+        if ctx.get("legend"):
+            legends[cx.family] = ctx["legend"]
+    for fam, leg in legends.items():
+        out.append(Text(f"legend ({fam}): {leg}\n", style="dim"))
     return out
 
 

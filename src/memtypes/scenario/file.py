@@ -15,7 +15,7 @@ from memtypes.errors import InputError
 from memtypes.linux.version import parse_version, split_variant
 
 TOP_KEYS = ("family", "kernel", "variant", "host", "hosts", "params", "init", "description",
-            "steps")
+            "variant_files", "steps")
 REQUIRED = ("family", "kernel", "steps")
 
 
@@ -45,6 +45,8 @@ class Scenario:
     path: str = "<scenario>"
     lines: dict[str, int] = field(default_factory=dict)
     """1-based line of each key path (``family``, ``params.hosts``, ``steps[2]``, ...)."""
+    variant_files: list[dict[str, str]] = field(default_factory=list)
+    """The user variants files the run used (``{path, sha256}``): ``memtypes run`` reloads them."""
 
     def line(self, key: str) -> int | None:
         return self.lines.get(key)
@@ -60,6 +62,8 @@ class Scenario:
             d["description"] = self.description
         if self.params:
             d["params"] = self.params
+        if self.variant_files:
+            d["variant_files"] = [dict(f) for f in self.variant_files]
         d["init"] = self.init
         d["steps"] = [{"actor": s.actor, "action": s.action, **s.args} for s in self.steps]
         return d
@@ -176,6 +180,13 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
     if isinstance(init, bool) or not isinstance(init, int) or init < 0:
         raise err(f"'init' is {_type_name(init)}" + (f" {init}" if isinstance(init, int) else ""),
                   "init", "an initial-state index >= 0")
+    vfiles = data.get("variant_files") or []
+    if not isinstance(vfiles, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and f["path"]
+            and isinstance(f.get("sha256", ""), str) and set(f) <= {"path", "sha256"}
+            for f in vfiles):
+        raise err(f"'variant_files' is {_type_name(vfiles)} not of the expected form",
+                  "variant_files", "a list of {path: FILE.py, sha256: HASH}")
     raw_steps = data["steps"]
     if not isinstance(raw_steps, list):
         raise err(f"'steps' is {_type_name(raw_steps)}", "steps",
@@ -203,7 +214,8 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
             args[k] = v
         steps.append(Step(s["actor"], s["action"], args, lines.get(key)))
     return Scenario(family=family, kernel=kernel, variant=variant, steps=steps, params=params,
-                    init=init, description=description, path=where, lines=lines)
+                    init=init, description=description, path=where, lines=lines,
+                    variant_files=[dict(f) for f in vfiles])
 
 
 def load(path: str | os.PathLike) -> Scenario:

@@ -57,16 +57,25 @@ From the API: ``run_matrix([FAMILY], kernel="6.2", params={"dma-iommufd": {"tv26
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
-from memtypes.check.families.dma_type1 import SOURCE, DmaModel, variant_name
-from memtypes.check.family import Family, int_param
+from memtypes.check.families.dma_type1 import LEGEND, SOURCE, DmaModel, dma_applies, variant_name
+from memtypes.check.family import Family, LiveVariants, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Property, act
 from memtypes.linux.dma import Group, apply, iommufd, make_env
+from memtypes.linux.dma import variants as dma_variants
 
 KERNELS = ("6.2", "6.9", "7.2")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
+
+
+def iommufd_init_text(params: Mapping[str, Any], index: int) -> str:
+    n = params.get("pages", 2)
+    return (f"IOASes A and B, no hwpt; devices hcc (coherent) and hnc (non-coherent); pages "
+            f"P0..P{n - 1} hold S (a previous owner's data) in DRAM, nothing cached; KVM-VFIO "
+            "FILE_ADD of hnc done")
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]):
@@ -220,7 +229,10 @@ FAMILY = Family(
     default_params={"pages": 2, "fail": True, "map_fail": False, "kvm": True, "guest_write": False,
                     "data_pages": [1], "cc_reads": False, "destroy": False, "tv26": False,
                     "stage": "second", "table": True},
-    variants=VARIANTS,
+    variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "iommufd")),
+    init_text=iommufd_init_text,
+    legend=LEGEND,
+    applies=functools.partial(dma_applies, "iommufd"),
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
     bench_params={"pages": 3, "data_pages": [0, 1, 2], "guest_write": True},

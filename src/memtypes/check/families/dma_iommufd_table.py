@@ -494,7 +494,8 @@ class IommufdTable(DriverTable):
                 nc = env.group(op.hid).nc if k == "alloc" else op.nc
                 fn = "F@fill_domain" if k == "alloc" else "F@fill_domains"
                 got = iommufd._fill(env, s0, obj(slot), ("B", (), (), int(op.cntpos)),
-                                    (j, slot, j, 1), nc, fn, lines, ev)
+                                    (j, slot, j, 1), nc, fn, lines, ev,
+                                    "attach_nc" if k == "alloc" else "ioas_copy")
                 op = op._replace(seen=k == "alloc", bit="set" if got[0][3] and not op.bit else op.bit)
         elif k == "destroy":
             pid = op.pid if op.io == "A" else slot

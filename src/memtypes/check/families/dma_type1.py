@@ -35,12 +35,14 @@ mdev group is reported non-coherent to KVM (its devices have no IOMMU).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 from memtypes.arch import cache
-from memtypes.check.family import Family, int_param
+from memtypes.check.family import Family, LiveVariants, int_param
 from memtypes.explore.model import Action, Property, act
 from memtypes.linux.dma import Group, bind, make_env, type1
+from memtypes.linux.dma import variants as dma_variants
 
 KERNELS = ("5.14", "6.2", "6.9", "7.2")
 VARIANTS = ("vfio-flush-v1", "vfio-flush-reviewed")
@@ -50,6 +52,33 @@ SOURCE = ('"Enforce CPU cache flush for non-coherent device assignment" v1 '
 
 def variant_name(variant: str) -> str:
     return "vfio-upstream" if variant == "mainline" else variant
+
+
+LEGEND = ("F@point(pages): a CPU cache flush (clean+invalidate) at that flush point; "
+          "'no flush': the step flushed nothing; zero-fill(P): the kernel zeroes the page at its "
+          "first pin; 'X read P=v': the value read; values: S a previous owner's data, S' a "
+          "scratch page's, 0 the zero fill, G guest data, B device data; A->B: reads A now, B "
+          "once the stale clean line is evicted; gcc/hcc: a device whose IOMMU enforces "
+          "coherency, gnc/hnc: a non-snooping device in a non-coherent domain")
+
+
+def type1_init_text(params: Mapping[str, Any], index: int) -> str:
+    n = params.get("pages", 1)
+    return (f"a type1 container, nothing attached; groups gcc (coherent) and gnc (non-coherent"
+            f"){' and the emulated gem' if params.get('emulated') else ''}; user pages P0..P{n - 1} "
+            "hold S (a previous owner's data) in DRAM, nothing cached")
+
+
+def dma_applies(backend: str, kernel: str, variant: str) -> bool:
+    """A DMA variant applies to the backends and DMA eras it names (built-ins: all)."""
+    if variant == "mainline":
+        return True
+    v = dma_variants.DMA_VARIANTS.get(variant)
+    return v is not None and v.applies(backend, kernel)
+
+
+def _applies(kernel: str, variant: str) -> bool:
+    return dma_applies("type1", kernel, variant)
 
 
 class DmaModel:
@@ -254,7 +283,10 @@ FAMILY = Family(
     build=build,
     default_params={"pages": 1, "probe": True, "fail": True, "kvm": True, "emulated": False,
                     "table": True},
-    variants=VARIANTS,
+    variants=LiveVariants(VARIANTS, functools.partial(dma_variants.user_variants, "type1")),
+    init_text=type1_init_text,
+    legend=LEGEND,
+    applies=_applies,
     kernels=KERNELS,
     properties=("device-reads-owner-data", "host-consistent-after-unpin", "coherency-reported"),
     bench_params={"pages": 3},

@@ -50,7 +50,7 @@ from typing import Any, Mapping
 
 from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
-from memtypes.check.family import ERAS, Family, int_param
+from memtypes.check.family import ERAS, Family, LiveVariants, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
@@ -319,7 +319,7 @@ FAMILY = Family(
                 "creation, tag restore, resume, first guest access",
     build=build,
     default_params=DEFAULT_PARAMS,
-    variants=VARIANTS,
+    variants=LiveVariants(VARIANTS, kvm_variants.user_names),
     properties=("migration-fails-early", "memtype-stable-across-migration"),
     applies=applies,
     bench_params={"hosts": ["grace", "armv8.0", "armv8.5-mte", "armv8.5-mte-nofwb", "armv9-mte-perm"],

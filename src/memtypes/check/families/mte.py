@@ -29,9 +29,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
-from memtypes.check.family import ERAS, Family
+from memtypes.check.family import ERAS, Family, LiveVariants
 from memtypes.check.families.passthrough import ACC, BOOL, HOST, MTE, SLOT0, VCPUS, KvmModel
 from memtypes.check.families.passthrough import applies as _pt_applies
+from memtypes.check.families.passthrough import init_text as _pt_init_text
 from memtypes.errors import InputError
 from memtypes.explore.table import Clause, Column, Moves, TableProperty
 from memtypes.linux.kvm import variants as kvm_variants
@@ -184,7 +185,8 @@ FAMILY = Family(
                 "sanitising, save/restore with and without KVM_ARM_MTE_COPY_TAGS",
     build=build,
     default_params={"hosts": list(DEFAULT_HOSTS), "regions": list(DEFAULT_REGIONS), "slots": 1},
-    variants=tuple(kvm_variants.VARIANTS),
+    variants=LiveVariants((), kvm_variants.names),
+    init_text=_pt_init_text,
     kernels=ERAS,
     properties=("tags-only-on-tag-storage", "tags-sanitised", "tags-survive-save-restore"),
     applies=applies,

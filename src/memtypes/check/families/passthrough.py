@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from memtypes.arch import USUAL_S1, combine
-from memtypes.check.family import ERAS, Family
+from memtypes.check.family import ERAS, Family, LiveVariants
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
@@ -345,6 +345,7 @@ class KvmModel(TableModel):
             i = action.arg("slot")
             s = state[SLOT0 + i]
             txt = ""
+            why: list[str] = []
             if s and not s[2]:
                 f = kvm_handle_guest_abort(self.rules, feats, vm, self._slot(s[1]), self._cur_backing(s), _READ)
                 unv = [r.rule for r in f.reasons + self._cur_backing(s).notes if r.unverified]
@@ -355,13 +356,18 @@ class KvmModel(TableModel):
                     txt += ", tags NOT sanitised"
                 if unv:
                     txt += "; UNVERIFIED: " + ", ".join(unv)
+                why = [f"why: {r.rule} ({r.source})" for r in f.reasons]
             ns = next_state[SLOT0 + i] if next_state else None
             if ns and ns[2]:
                 fe = feats if mte else replace(feats, mte=False)
-                c = combine(USUAL_S1[action.arg("s1")], stage2_memattr(S2_NAME[ns[2]], feats.fwb),
-                            fwb=feats.fwb, features=fe)
+                mattr = stage2_memattr(S2_NAME[ns[2]], feats.fwb)
+                c = combine(USUAL_S1[action.arg("s1")], mattr, fwb=feats.fwb, features=fe)
                 txt += ("; " if txt else "") + f"guest {action.arg('s1')} -> {c.label}"
-            return txt
+                # every stage-1 choice, so the one that exhibits a violation is visible
+                others = [f"{n} -> {combine(v, mattr, fwb=feats.fwb, features=fe).label}"
+                          for n, v in USUAL_S1.items() if n != action.arg("s1")]
+                why.append("other guest stage-1 choices: " + ", ".join(others))
+            return "\n".join([txt] + why) if why else txt
         if action.name == "create_memslot":
             s = next_state[SLOT0 + action.arg("slot")] if next_state else None
             pre = f", pre-mapped {S2_NAME[s[2]]} (P0)" if s and s[2] else ""
@@ -369,6 +375,19 @@ class KvmModel(TableModel):
         if action.name == "mmap_over":
             return "VMM mmapped a new backing over the slot (MMU notifier unmapped stage 2; no memslot re-check)"
         return ""
+
+
+def host_text(name: str) -> str:
+    """``grace (FWB, DIC, no MTE)``: a host profile and the features that decide here."""
+    f = resolve(name, where="params.hosts").features
+    return f"{name} (" + ", ".join(("" if getattr(f, n) else "no ") + n.upper()
+                                   for n in ("fwb", "dic", "mte")) + ")"
+
+
+def init_text(params: Mapping[str, Any], index: int) -> str:
+    """Initial state ``index`` of passthrough and mte: a fresh VM on host ``hosts[index]``."""
+    hosts = _list_param(params, "hosts", DEFAULT_HOSTS)
+    return f"host {host_text(hosts[index])}, a new VM, no memslot"
 
 
 def build(kernel: str, variant: str, params: Mapping[str, Any]) -> KvmModel:
@@ -383,7 +402,8 @@ FAMILY = Family(
                 "nvgrace-gpu, GICv2 GICV): stage-2 types, CMOs and MTE per host and kernel era",
     build=build,
     default_params={"hosts": list(DEFAULT_HOSTS), "regions": list(DEFAULT_REGIONS), "slots": 1},
-    variants=tuple(kvm_variants.VARIANTS),
+    variants=LiveVariants((), kvm_variants.names),
+    init_text=init_text,
     kernels=ERAS,
     properties=("mmio-never-cacheable", "nc-only-where-allowed", "cacheable-needs-cmo-path",
                 "no-cacheability-mismatch", "tags-only-on-tag-storage", "tags-sanitised"),

@@ -62,6 +62,7 @@ class Env:
     chunk: int               # pages per vfio_pin_pages_remote chunk (type1)
     uncached: frozenset      # pages whose host PAT is UC/WC/UC- (MMIO BARs): flush skips CLFLUSH
     pfnmap: frozenset        # pages that are not RAM (no zero fill at pin)
+    dv: object = None        # the DmaVariant (flush points, KVM coherency); variant = its base's code
 
     @property
     def flushes(self) -> bool:
@@ -79,21 +80,21 @@ class Env:
 
     @property
     def variant_name(self) -> str:
-        return V.NAMES[self.variant]
+        return self.dv.name if self.dv is not None else V.NAMES[self.variant]
 
 
 def make_env(variant: str | int = "vfio-flush-reviewed", kernel: str | KernelVersion = "6.9",
              groups=(), npages: int = 4, names=None, chunk: int = 1 << 20,
              uncached=(), pfnmap=()) -> Env:
     """Build an :class:`Env`.  ``groups`` are :class:`Group` values or ``(name, nc)`` pairs."""
-    code = variant if isinstance(variant, int) else V.variant_code(variant)
+    dv = V.get(V.NAMES[variant]) if isinstance(variant, int) else V.get(variant)
     kv = kernel if isinstance(kernel, KernelVersion) else parse_version(str(kernel))
     gs = tuple(g if isinstance(g, Group) else Group(g[0], bool(g[1])) for g in groups)
     if names is None:
         names = tuple(f"P{i}" for i in range(npages))
     names = tuple(names) + (K0_NAME, K1_NAME)
-    return Env(code, kv, gs, names, npages, max(1, int(chunk)), frozenset(uncached),
-               frozenset(pfnmap) | frozenset(uncached))
+    return Env(dv.code, kv, gs, names, npages, max(1, int(chunk)), frozenset(uncached),
+               frozenset(pfnmap) | frozenset(uncached), dv)
 
 
 def initial_lines(env: Env, init=None) -> tuple[tuple, tuple]:
@@ -113,6 +114,13 @@ def initial_lines(env: Env, init=None) -> tuple[tuple, tuple]:
 
 
 # -- memory helpers used by the step functions (lists in, no allocation beyond them) ---------
+
+def flush_at(env: Env, point: str, pages, default: bool) -> bool:
+    """Whether the flush at ``point`` (variants.FLUSH_POINTS) over ``pages`` happens: the base's
+    ``default`` unless the variant turned the point off or decides it with a function."""
+    dv = env.dv
+    return default if dv is None else dv.flush(env, point, pages, default)
+
 
 def flush_pages(env: Env, lines: list, pages, fn: str, ev: list) -> None:
     """One call of the variant's FLUSH helper over ``pages`` (arch_clean_nonsnoop_dma in v1,

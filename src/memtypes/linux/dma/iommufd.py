@@ -35,7 +35,7 @@ from typing import NamedTuple
 from memtypes.arch import cache
 from memtypes.arch.reason import Reason
 from memtypes.linux.dma import variants as V
-from memtypes.linux.dma.common import Env, flush_pages, initial_lines, zero_fill
+from memtypes.linux.dma.common import Env, flush_at, flush_pages, initial_lines, zero_fill
 from memtypes.linux.dma.type1 import cpu_read, cpu_write, evict  # noqa: F401 (same semantics)
 
 SRC = "drivers/iommu/iommufd"
@@ -181,7 +181,8 @@ def _pin_new(env, lines, pop, was, now, pid, pages_of_area, ev):
 
 # -- fill / unfill -------------------------------------------------------------------------------
 
-def _fill(env: Env, s: Fd, pages: tuple, io, area, nc_target: bool, fn: str, lines, ev) -> tuple:
+def _fill(env: Env, s: Fd, pages: tuple, io, area, nc_target: bool, fn: str, lines, ev,
+          point: str | None = None) -> tuple:
     """The pre-map flush of iopt_area_fill_domain (``fn`` = F@fill_domain, one new NC/CC
     domain) and iopt_area_fill_domains (``fn`` = F@fill_domains, a new area into every domain).
 
@@ -190,16 +191,24 @@ def _fill(env: Env, s: Fd, pages: tuple, io, area, nc_target: bool, fn: str, lin
     Jason 2024-05-14 quoted in <ZkRe/HeAIgscsYZw@...>).
     Reviewed (1.8): flush whenever the target domain is NC (fill_domain: this hwpt;
     fill_domains: the IOAS has any NC domain); the pages bit is only for the unpin flush.
-    Returns the new ``pages`` tuple."""
+    The variant's flush point (``point``: ``attach_nc`` for F@fill_domain, ``pin_map`` or
+    ``ioas_copy`` for F@fill_domains) decides the flush itself; the bit is the base's
+    bookkeeping.  Returns the new ``pages`` tuple."""
+    if point is None:
+        point = "attach_nc" if fn == "F@fill_domain" else "pin_map"
     v = env.variant
+    flush = False
     if v == V.V1:
         pg = _pages(s._replace(pages=pages), area[1])
         if io[3] > 0 and not pg[3]:
             pages = _set_bit(pages, area[1])
-            flush_pages(env, lines, area_pages(s._replace(pages=pages), area), fn, ev)
+            flush = True
     elif v == V.REVIEWED and nc_target:
         pages = _set_bit(pages, area[1])
-        flush_pages(env, lines, area_pages(s._replace(pages=pages), area), fn, ev)
+        flush = True
+    span = area_pages(s._replace(pages=pages), area)
+    if flush_at(env, point, span, flush):
+        flush_pages(env, lines, span, fn, ev)
     return pages
 
 
@@ -212,7 +221,7 @@ def _batch_unpin(env: Env, s: Fd, pages: tuple, area, was, now, lines, ev) -> bo
                  if (pid, p) in was and (pid, p) not in now)
     if not gone:
         return False
-    if env.variant and _pages(s._replace(pages=pages), pid)[3]:
+    if flush_at(env, "unpin", gone, bool(env.variant and _pages(s._replace(pages=pages), pid)[3])):
         flush_pages(env, lines, gone, "F@batch_unpin", ev)
     for p in gone:
         was.discard((pid, p))                 # an area sharing the span unpins it once
@@ -318,7 +327,7 @@ def _add_area(env: Env, s: Fd, i: int, area, pages: tuple, fail: bool, where: st
     if hwpts:
         _pin_new(env, lines, pop, was, now, area[1], area_pages(s2, area), ev)
         pages = _fill(env, s2, pages, io, area, any(h[1] for h in hwpts), "F@fill_domains",
-                      lines, ev)
+                      lines, ev, "ioas_copy" if where == "iopt_copy" else "pin_map")
     if fail and hwpts:
         ev.append(("err", "EIO", f"{where}/iommu_map"))
         s3 = s2._replace(pages=pages)

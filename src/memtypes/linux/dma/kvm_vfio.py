@@ -33,7 +33,15 @@ SRC = "virt/kvm/vfio.c kvm_vfio_update_coherency"
 
 
 def file_enforced_coherent(env: Env, s, f: str) -> bool:
-    """vfio_file_enforced_coherent(file) at ``env.kernel`` (section 2.4)."""
+    """vfio_file_enforced_coherent(file) at ``env.kernel`` (section 2.4); a variant's
+    ``kvm_coherent`` hook answers in its place."""
+    dv = env.dv
+    if dv is not None and dv._kvm is not None:
+        return dv.coherent(env, env.group(f), _enforced_coherent(env, s, f))
+    return _enforced_coherent(env, s, f)
+
+
+def _enforced_coherent(env: Env, s, f: str) -> bool:
     from memtypes.linux.dma import type1
     grp = env.group(f)
     if env.kernel.at_least(6, 2) or not isinstance(s, type1.T1):

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from memtypes.arch import cache
 from memtypes.arch.reason import Reason
 from memtypes.linux.dma import variants as V
-from memtypes.linux.dma.common import Env, flush_pages, initial_lines, zero_fill
+from memtypes.linux.dma.common import Env, flush_at, flush_pages, initial_lines, zero_fill
 
 SRC = "drivers/vfio/vfio_iommu_type1.c"
 V1_PATCH = "<20240507062138.20465-1-yan.y.zhao@intel.com>"
@@ -107,7 +107,7 @@ def _unpin_remote(env, lines, pins, flag, pages, ev):
     """vfio_unpin_pages_remote: the single "remote unpin" funnel.  v1/reviewed: FLUSH before
     put_pfn when the dma is flagged (4/5 hunk in vfio_unpin_pages_remote; the lazy flush point of
     the changelog, kernel-vfio.md 1.3)."""
-    if flag and env.variant:
+    if flush_at(env, "unpin", pages, bool(flag and env.variant)):
         flush_pages(env, lines, pages, "F@unpin", ev)
     for p in pages:
         if p < env.npages:
@@ -174,7 +174,7 @@ def _test_domain_fgsp(env: Env, lines, nc: bool, probe, ev) -> None:
     kp = (k0, k0 + 1)
     lines[k0] = cache.cpu_write(cache.line(cache.PREV_SCRATCH), cache.ZERO)
     lines[k0 + 1] = cache.cpu_write(cache.line(cache.PREV_SCRATCH), cache.ZERO)
-    if nc and env.variant:
+    if flush_at(env, "attach_nc", kp, bool(nc and env.variant)):
         flush_pages(env, lines, kp, "F@fgsp-pre", ev)
     if probe is not None:
         # The attacker guesses the IOVA (first valid region, likely 0): Kevin Tian, 1.7 #5.
@@ -183,7 +183,7 @@ def _test_domain_fgsp(env: Env, lines, nc: bool, probe, ev) -> None:
         ev.append(("read", "fgsp-probe", env.names[k0], v))
         if probe != "read":
             lines[k0] = cache.ns_write(ln, probe) if nc else cache.snoop_write(ln, probe)
-    if nc and env.variant:
+    if flush_at(env, "attach_nc", kp, bool(nc and env.variant)):
         flush_pages(env, lines, kp, "F@fgsp-post", ev)
 
 
@@ -223,7 +223,7 @@ def _replay(env: Env, s: T1, nc: bool, lines, pop, pins, fail_at, ev):
                 for p in run:
                     pins[p] += 1
                 zero_fill(env, lines, pop, run, ev)
-            if setnc:
+            if flush_at(env, "replay", run, setnc):
                 flush_pages(env, lines, run, "F@replay", ev)
             if calls == fail_at:
                 ev.append(("err", "EIO", "vfio_iommu_replay/iommu_map"))
@@ -330,7 +330,7 @@ def map_dma(env: Env, s: T1, start: int, n: int, *, fail_at=None):
         for p in chunk:
             pins[p] += 1
         zero_fill(env, lines, pop, chunk, ev)
-        if flag:
+        if flush_at(env, "pin_map", chunk, bool(flag)):
             flush_pages(env, lines, chunk, "F@pin_map", ev)
         if ci == fail_at:
             ev.append(("err", "EIO", "vfio_pin_map_dma/vfio_iommu_map"))

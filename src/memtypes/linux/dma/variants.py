@@ -13,10 +13,33 @@
   ``arch_flush_cache_phys``; iommufd counter inside ``iopt_table_add/remove_domain``, pre-map
   flush whenever the target domain is non-coherent, sticky pages bit only for the unpin flush.
 
-Variants are small ints inside the model (no string compare in a step).
+A DMA variant is a :class:`DmaVariant`: a *base* (one of the three above: it decides the
+bookkeeping -- v1's ``has_noncoherent_domain`` bool and sticky pages bit, or the reviewed
+counters) and, on top of it, the flush points it turns off (``changes``) or decides with a
+function (``hooks``).  The drivers ask ``env.dv.flush(env, point, pages, default)`` at each flush
+point and ``env.dv.coherent(...)`` for what KVM is told; the base's small int (``env.variant``)
+is only read for the bookkeeping, never to decide a flush.  User variants are registered with
+:func:`memtypes.linux.kvm.variants.register` (the same call as the KVM ones) and the DMA families
+list every registered DMA variant.
+
+Flush points (``changes`` keys; hooks ``flush_<point>(env, pages, default) -> bool``, ``pages``
+the page names, ``default`` what the base does there):
+
+* ``pin_map``: type1 F@pin_map (vfio_pin_map_dma), iommufd F@fill_domains of IOAS_MAP;
+* ``replay``: type1 F@replay (vfio_iommu_replay);
+* ``unpin``: type1 F@unpin (vfio_unpin_pages_remote), iommufd F@batch_unpin;
+* ``attach_nc``: type1 F@fgsp-pre/F@fgsp-post (attach of a non-coherent domain,
+  vfio_test_domain_fgsp), iommufd F@fill_domain (HWPT_ALLOC of a domain over existing areas);
+* ``ioas_copy``: iommufd F@fill_domains of IOAS_COPY.
+
+Hook ``kvm_coherent(env, group, default) -> bool``: what vfio_file_enforced_coherent reports to
+KVM for ``group`` (a :class:`~memtypes.linux.dma.common.Group`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from memtypes.arch.reason import Reason
 from memtypes.errors import InputError
@@ -46,11 +69,91 @@ REASONS = (
 )
 
 
-def variant_code(name: str, *, where: str = "--variant") -> int:
-    """``vfio-flush-v1`` -> 1; ``mainline`` -> 0.  Raises :class:`InputError` otherwise."""
-    if name in NAMES:
-        return NAMES.index(name)
+FLUSH_POINTS = ("pin_map", "replay", "unpin", "attach_nc", "ioas_copy")
+HOOKS: dict[str, tuple[str, ...]] = {
+    **{f"flush_{p}": ("env", "pages", "default") for p in FLUSH_POINTS},
+    "kvm_coherent": ("env", "group", "default"),
+}
+"""DMA decision points a variant may replace, with the parameters the function takes."""
+BACKENDS = ("type1", "iommufd")
+
+
+@dataclass(frozen=True, eq=False)
+class DmaVariant:
+    """A DMA variant: ``base`` (a built-in name: its bookkeeping), flush points turned off
+    (``changes={"unpin": False}``) or decided by functions (``hooks``), the backends and DMA
+    kernel eras it applies to (None: every era the families model), and why.  Compared by
+    identity (hooks are functions)."""
+
+    name: str
+    base: str = "vfio-flush-reviewed"
+    changes: Mapping[str, bool] = field(default_factory=dict)
+    hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    why: Reason | None = None
+    backends: tuple[str, ...] = BACKENDS
+    kernels: tuple[str, ...] | None = None
+    source: str | None = None
+    """The file (or entry point) that registered it; None for the built-ins."""
+
+    def __post_init__(self) -> None:
+        pts: dict[str, Any] = {}
+        for p in FLUSH_POINTS:
+            h = self.hooks.get(f"flush_{p}")
+            if h is not None:
+                pts[p] = h
+            elif self.changes.get(p, True) is False:
+                pts[p] = False
+        object.__setattr__(self, "_points", pts)
+        object.__setattr__(self, "_kvm", self.hooks.get("kvm_coherent"))
+
+    @property
+    def code(self) -> int:
+        """The base's bookkeeping code (UPSTREAM, V1, REVIEWED)."""
+        return NAMES.index(self.base)
+
+    def flush(self, env, point: str, pages, default: bool) -> bool:
+        """Whether the flush at ``point`` over ``pages`` (indices) happens."""
+        h = self._points.get(point)  # type: ignore[attr-defined]
+        if h is None:
+            return default
+        if h is False:
+            return False
+        return bool(h(env, tuple(env.names[p] for p in pages), default))
+
+    def coherent(self, env, group, default: bool) -> bool:
+        h = self._kvm  # type: ignore[attr-defined]
+        return default if h is None else bool(h(env, group, default))
+
+    def applies(self, backend: str, kernel: str) -> bool:
+        return backend in self.backends and (self.kernels is None or kernel in self.kernels)
+
+    def __reduce__(self):
+        # by name: the worker process has loaded the same variants (built-in or from files)
+        return (get, (self.name,))
+
+
+BUILTIN: dict[str, DmaVariant] = {n: DmaVariant(n, base=n, why=r) for n, r in zip(NAMES, REASONS)}
+DMA_VARIANTS: dict[str, DmaVariant] = dict(BUILTIN)
+"""Every DMA variant by name: the three built-ins, then those registered from files."""
+
+
+def get(name: str, *, where: str = "--variant") -> DmaVariant:
+    """The DMA variant ``name`` (aliases such as ``mainline`` accepted)."""
+    if name in DMA_VARIANTS:
+        return DMA_VARIANTS[name]
     if name in ALIASES:
-        return ALIASES[name]
+        return DMA_VARIANTS[NAMES[ALIASES[name]]]
     raise InputError(f"unknown DMA variant '{name}'", where=where, field="variant",
-                     expected=", ".join(("mainline",) + NAMES))
+                     expected=", ".join(("mainline",) + tuple(DMA_VARIANTS)))
+
+
+def user_variants(backend: str) -> tuple[str, ...]:
+    """Names of the registered (non built-in) DMA variants for ``backend``, in registration
+    order."""
+    return tuple(n for n, v in DMA_VARIANTS.items() if n not in BUILTIN and backend in v.backends)
+
+
+def variant_code(name: str, *, where: str = "--variant") -> int:
+    """``vfio-flush-v1`` -> 1; ``mainline`` -> 0 (a registered variant: its base's code).
+    Raises :class:`InputError` otherwise."""
+    return get(name, where=where).code

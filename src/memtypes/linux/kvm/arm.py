@@ -129,7 +129,19 @@ def check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool = Tru
                     protected: bool = False, ipa_limit: int | None = None) -> tuple[int | None, str | None, Reason]:
     """KVM_CHECK_EXTENSION on a VM fd (``vm_fd``; a protected VM's with ``protected``) or on
     /dev/kvm, on a host running pKVM (``pkvm``, default ``host.pkvm``) or not.  ``ipa_limit``: the
-    host's IPA limit in bits, for KVM_CAP_ARM_VM_IPA_SIZE (None: unknown, value None)."""
+    host's IPA limit in bits, for KVM_CAP_ARM_VM_IPA_SIZE (None: unknown, value None).  A variant's
+    ``check_extension`` hook answers in its place (``default()`` gives the era's answer)."""
+    def default():
+        return _check_extension(rules, host, cap, vm_fd=vm_fd, pkvm=pkvm, protected=protected,
+                                ipa_limit=ipa_limit)
+    h = rules.hook("check_extension") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, cap, vm_fd, default)
+    return default()
+
+
+def _check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool, pkvm: bool | None,
+                     protected: bool, ipa_limit: int | None) -> tuple[int | None, str | None, Reason]:
     pkvm = host.pkvm if pkvm is None else pkvm
     why = _pkvm_filtered(rules, cap, vm_fd, pkvm, protected)
     if why is not None:
@@ -163,7 +175,15 @@ def check_extension(rules: Rules, host: Features, cap: int, *, vm_fd: bool = Tru
 
 
 def enable_cap(rules: Rules, host: Features, vm: Vm, cap: int) -> tuple[Vm, str | None, Reason]:
-    """KVM_ENABLE_CAP on a VM fd: (new vm, errno, reason)."""
+    """KVM_ENABLE_CAP on a VM fd: (new vm, errno, reason); a variant's ``enable_cap`` hook
+    answers in its place."""
+    h = rules.hook("enable_cap") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, vm, cap, lambda: _enable_cap(rules, host, vm, cap))
+    return _enable_cap(rules, host, vm, cap)
+
+
+def _enable_cap(rules: Rules, host: Features, vm: Vm, cap: int) -> tuple[Vm, str | None, Reason]:
     if cap != KVM_CAP_ARM_MTE or not rules.mte_cap:
         return vm, EINVAL, R_EN_UNKNOWN
     if not host.mte:

@@ -102,10 +102,21 @@ class Rules:
     vma_memtype_decides: bool = False  # nvidia-vma-memtype (S-NV)
     cpfn_slot_flag: bool = False       # cpfn-memslot-flag: KVM_MEM_ENABLE_CACHEABLE_PFNMAP
     mte_upgrade_any: bool = False      # mte-rfc-2020: tag every faulted page, no checks
+    # --- decision points a variant replaces with a function (variants.HOOKS; () in mainline) ---
+    hooks: tuple = ()                  # ((hook name, function), ...) sorted by name
 
     @property
     def name(self) -> str:
         return self.era if self.variant == "mainline" else f"{self.era}+{self.variant}"
+
+    def hook(self, name: str):
+        """The function a variant put at decision point ``name``, or None (resolved once per
+        Rules value: the map is cached on the instance)."""
+        m = self.__dict__.get("_hookmap")
+        if m is None:
+            m = dict(self.hooks)
+            object.__setattr__(self, "_hookmap", m)
+        return m.get(name)
 
     def __hash__(self) -> int:
         # cached: Rules is a memoisation key in the fault-path hot loops
@@ -117,7 +128,7 @@ class Rules:
 
     def __getstate__(self) -> dict:
         # never carry the cached hash to another process (str hashes are salted per process)
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_hookmap")}
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
@@ -264,14 +275,14 @@ ERA_5_14 = replace(
     mte_fault_check=MTE_FAULT_SHARED_ONLINE, ipa_limit_ge=False, pkvm_ioremap_eperm=True)
 ERA_6_2 = replace(ERA_5_14, era="6.2", span="6.2-6.8", first=(6, 2), changed_by=C_6_2,
                   mte_memslot_rule=MTE_SLOT_ALLOWED, mte_fault_check=MTE_FAULT_ALLOWED)
-ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_9, normal_nc=True,
+ERA_6_9 = replace(ERA_6_2, era="6.9", span="6.9-6.16", first=(6, 9), changed_by=C_6_8 + C_6_9, normal_nc=True,
                   map_memory_unverified=False, cap_user_memory2=True)
-ERA_6_17 = replace(ERA_6_9, era="6.17", span="6.17", first=(6, 17), changed_by=C_6_12 + C_6_17,
+ERA_6_17 = replace(ERA_6_9, era="6.17", span="6.17", first=(6, 17), changed_by=C_6_12 + C_6_13 + C_6_17,
                    copy_tags_ebusy=True, device_test=DEV_PFNMAP_MAP_MEMORY, cacheable_pfnmap=True,
                    cpfn_memslot_check=True, cap_cacheable_pfnmap=True, hugetlb_mte=True)
 ERA_6_18 = replace(ERA_6_17, era="6.18", span="6.18-7.0", first=(6, 18), changed_by=C_6_18,
                    page_leak_fixed=True, gmem_slots=True, cap_gmem_flags=True)
-ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_7_0 + C_7_1,
+ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_6_19 + C_7_0 + C_7_1,
                   mte_check_before_lock=True, w_rule_device=True, pkvm_memslot_rules=True,
                   pkvm_no_mte=True, ls64_dabt=True, cap_sea_to_user=True)
 
@@ -376,6 +387,50 @@ def rules_for_version(v: KernelVersion) -> Rules:
         if v.series == b.series and v.patch >= b.first:
             r = replace(r, **dict(b.changes), changed_by=r.changed_by + b.reasons)
     return r
+
+
+REFINEMENTS: tuple[tuple[int, int, int], ...] = ((6, 6, 0), (6, 8, 0), (6, 12, 0), (6, 13, 0), (6, 17, 1),
+                                                  (6, 19, 0), (7, 0, 0))
+"""Versions inside an era where :func:`rules_for_version` changes a rule (kept beside it)."""
+
+
+def rule_points(lo: KernelVersion, hi: KernelVersion) -> list[str]:
+    """The versions from ``lo`` to ``hi`` (inclusive) where some rule changes: ``lo`` itself,
+    every era's first version and every intra-era refinement in between, and ``hi``."""
+    pts = {(lo.major, lo.minor, lo.patch), (hi.major, hi.minor, hi.patch)}
+    for e in ERAS:
+        pts.add(e.first + (0,))
+    pts |= set(REFINEMENTS)
+    key = lambda t: t  # noqa: E731
+    lo_t, hi_t = (lo.major, lo.minor, lo.patch), (hi.major, hi.minor, hi.patch)
+    out = sorted((p for p in pts if lo_t <= p <= hi_t), key=key)
+    return [f"{a}.{b}" + (f".{c}" if c else "") for a, b, c in out]
+
+
+def kernel_specs(text: str, *, where: str = "--kernel") -> list[str]:
+    """``6.12,6.17+mine`` or ``6.9..7.1`` (or both, comma-separated) -> the kernel specs, each
+    resolvable by :func:`kernel`.  A range ``A..B[+VARIANT]`` lists A, every version in between
+    where a rule changes (:func:`rule_points`) and B, each with the variant if given."""
+    out: list[str] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            raise InputError(f"'{text}' has an empty item", where=where,
+                             expected="VERSION[+VARIANT], comma-separated, or A..B")
+        base, variant = split_variant(item)
+        suffix = f"+{variant}" if variant else ""
+        if ".." in base:
+            a, _, b = base.partition("..")
+            lo, hi = parse_version(a, where=where), parse_version(b, where=where)
+            if lo > hi:
+                raise InputError(f"range {base} runs backwards", where=where, expected="A..B with A <= B")
+            specs = [v + suffix for v in rule_points(lo, hi)]
+        else:
+            specs = [item]
+        for sp in specs:
+            kernel(sp, where=where)            # validate (unknown variant, outside range, ...)
+            if sp not in out:
+                out.append(sp)
+    return out
 
 
 @lru_cache(maxsize=256)

@@ -86,6 +86,102 @@ def _fail(errno: str, rule: str, rs: list) -> MemslotResult:
     return MemslotResult(False, errno, rule, reasons=tuple(rs))
 
 
+MEMSLOT_CHECKS = ("P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
+"""The checks a variant may replace (hook ``memslot_P1`` ... ; ``P3`` is P3 and P3', ``P4`` both
+the merged per-VMA check and the cpfn-memslot-flag slot-wide one, ``P0`` the <=5.13 pre-mapping,
+``P8`` the guest_memfd-in-an-MTE-VM refusal).  The generic flag checks of
+``check_memory_region_flags()`` (virt/kvm, before the arch hook) are not hooks."""
+
+
+def _p6(rules, host, vm, change, slot, vma, rs):
+    if rules.pkvm_memslot_rules and vm.protected and vm.hyp_vm_exists and change in (KVM_MR_DELETE, KVM_MR_MOVE):
+        rs.append(R_P6_72 if rules.era == "7.2" else R_P6)
+        return EPERM
+    return None
+
+
+def _p7(rules, host, vm, change, slot, vma, rs):
+    if rules.pkvm_memslot_rules and vm.protected and (slot.log_dirty or slot.readonly):
+        rs.append(R_P7_72 if rules.era == "7.2" else R_P7)
+        return EPERM
+    return None
+
+
+def _p1(rules, host, vm, change, slot, vma, rs):
+    end = slot.base_gfn + slot.npages
+    limit = 1 << (vm.ipa_bits - 12)
+    if (end >= limit) if rules.ipa_limit_ge else (end > limit):
+        rs.append(R_P1)
+        return EFAULT
+    return None
+
+
+def _p5(rules, host, vm, change, slot, vma, rs):
+    if slot.gmem and not slot.gmem_only:
+        rs.append(R_P5)
+        return EINVAL
+    return None
+
+
+def _p8(rules, host, vm, change, slot, vma, rs):
+    if slot.gmem and rules.gmem_mte_excl and vm.mte:
+        rs.append(R_P8)
+        return EINVAL
+    return None
+
+
+def _p4(rules, host, vm, change, slot, vma, rs):
+    if vma is None:     # the slot-wide check of the cpfn-memslot-flag series
+        if rules.cpfn_slot_flag and slot.flags & KVM_MEM_ENABLE_CACHEABLE_PFNMAP and not (host.fwb and host.dic):
+            rs.append(R_P4_FLAG)
+            return EINVAL
+        return None
+    if (rules.cpfn_memslot_check and not rules.cpfn_slot_flag and vma.cacheable
+            and not (host.fwb and host.dic)):
+        rs.append(R_P4)
+        return EINVAL
+    return None
+
+
+def _p3(rules, host, vm, change, slot, vma, rs):
+    if vm.mte:
+        if rules.mte_memslot_rule == eras.MTE_SLOT_SHARED and vma.shared:
+            rs.append(R_P3)
+            return EINVAL
+        if rules.mte_memslot_rule == eras.MTE_SLOT_ALLOWED and not vma.mte_allowed:
+            rs.append(R_P3P)
+            return EINVAL
+    return None
+
+
+def _p2(rules, host, vm, change, slot, vma, rs):
+    if slot.log_dirty:
+        rs.append(R_P2)
+        return EINVAL
+    return None
+
+
+def _p0(rules, host, vm, change, slot, vma, rs):
+    if rules.eager_pfnmap_map:
+        return kvm_phys_addr_ioremap(rules, host, not slot.readonly, True)
+    return None
+
+
+_CHECKS = {"P0": _p0, "P1": _p1, "P2": _p2, "P3": _p3, "P4": _p4, "P5": _p5, "P6": _p6, "P7": _p7,
+           "P8": _p8}
+
+
+def _check(name, rules, host, vm, change, slot, vma, rs):
+    """Check ``name`` (P0..P7): the era's, or the variant's ``memslot_<name>`` hook in its place
+    (errno or None; P0: the pre-mapping FaultResult or None)."""
+    fn = _CHECKS[name]
+    h = rules.hook("memslot_" + name) if rules.hooks else None
+    if h is not None:
+        return h(rules, host, vm, change, slot, vma, rs,
+                 lambda: fn(rules, host, vm, change, slot, vma, rs))
+    return fn(rules, host, vm, change, slot, vma, rs)
+
+
 @lru_cache(maxsize=65536)
 def kvm_arch_prepare_memory_region(rules: Rules, host: Features, vm: Vm, change: str, slot: Slot,
                                    vmas: tuple[Vma | None, ...]) -> MemslotResult:
@@ -99,54 +195,34 @@ def kvm_arch_prepare_memory_region(rules: Rules, host: Features, vm: Vm, change:
     if slot.gmem and (slot.log_dirty or slot.readonly):
         rs.append(R_FLAGS_GMEM)
         return _fail(EINVAL, "flags", rs)
-    if rules.pkvm_memslot_rules and vm.protected and vm.hyp_vm_exists and change in (KVM_MR_DELETE, KVM_MR_MOVE):
-        rs.append(R_P6_72 if rules.era == "7.2" else R_P6)
-        return _fail(EPERM, "P6", rs)
+    a = (rules, host, vm, change, slot)
+    err = _check("P6", *a, None, rs)
+    if err:
+        return _fail(err, "P6", rs)
     if change == KVM_MR_DELETE:
         rs.append(R_DELETE)
         return MemslotResult(True, reasons=tuple(rs))
-    if rules.pkvm_memslot_rules and vm.protected and (slot.log_dirty or slot.readonly):
-        rs.append(R_P7_72 if rules.era == "7.2" else R_P7)
-        return _fail(EPERM, "P7", rs)
-    end = slot.base_gfn + slot.npages
-    limit = 1 << (vm.ipa_bits - 12)
-    if (end >= limit) if rules.ipa_limit_ge else (end > limit):
-        rs.append(R_P1)
-        return _fail(EFAULT, "P1", rs)
-    if slot.gmem:
-        if not slot.gmem_only:
-            rs.append(R_P5)
-            return _fail(EINVAL, "P5", rs)
-        if rules.gmem_mte_excl and vm.mte:
-            rs.append(R_P8)
-            return _fail(EINVAL, "P8", rs)
-    if rules.cpfn_slot_flag and slot.flags & KVM_MEM_ENABLE_CACHEABLE_PFNMAP and not (host.fwb and host.dic):
-        rs.append(R_P4_FLAG)
-        return _fail(EINVAL, "P4", rs)
+    for name in ("P7", "P1", "P5", "P8", "P4"):
+        err = _check(name, *a, None, rs)
+        if err:
+            return _fail(err, name, rs)
 
     premapped = None
     for vma in vmas:
         if vma is None:
             rs.append(R_HOLES)
             continue
-        if vm.mte:
-            if rules.mte_memslot_rule == eras.MTE_SLOT_SHARED and vma.shared:
-                rs.append(R_P3)
-                return _fail(EINVAL, "P3", rs)
-            if rules.mte_memslot_rule == eras.MTE_SLOT_ALLOWED and not vma.mte_allowed:
-                rs.append(R_P3P)
-                return _fail(EINVAL, "P3'", rs)
+        err = _check("P3", *a, vma, rs)
+        if err:
+            return _fail(err, "P3'" if rs and rs[-1] is R_P3P else "P3", rs)
         if not vma.pfnmap:
             continue
-        if slot.log_dirty:
-            rs.append(R_P2)
-            return _fail(EINVAL, "P2", rs)
-        if (rules.cpfn_memslot_check and not rules.cpfn_slot_flag and vma.cacheable
-                and not (host.fwb and host.dic)):
-            rs.append(R_P4)
-            return _fail(EINVAL, "P4", rs)
-        if rules.eager_pfnmap_map and premapped is None:
-            premapped = kvm_phys_addr_ioremap(rules, host, not slot.readonly, True)
+        for name in ("P2", "P4"):
+            err = _check(name, *a, vma, rs)
+            if err:
+                return _fail(err, name, rs)
+        if premapped is None:
+            premapped = _check("P0", *a, vma, rs)
     rs.append(R_OK)
     return MemslotResult(True, premapped=premapped, reasons=tuple(rs))
 

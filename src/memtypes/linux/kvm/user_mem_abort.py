@@ -174,6 +174,15 @@ R_X_DIC = Reason("kvm/user_mem_abort/x-dic", f"{_SRC}; <=5.13 PAGE_S2_XN is 0 un
 
 
 def _device_decision(rules: Rules, host: Features, slot: Slot, vma: Vma, rs: list) -> tuple[bool, bool, str | None]:
+    """The device test, or the variant's ``device_test`` hook in its place (which may call
+    ``default()`` for the era's own answer)."""
+    h = rules.hook("device_test") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, slot, vma, rs, lambda: _device_decision_era(rules, host, slot, vma, rs))
+    return _device_decision_era(rules, host, slot, vma, rs)
+
+
+def _device_decision_era(rules: Rules, host: Features, slot: Slot, vma: Vma, rs: list) -> tuple[bool, bool, str | None]:
     """Returns (device, force_nc, errno).  ``device`` is the pre-6.17 meaning (and 7.1's
     s2vi->device); ``force_nc`` forces a non-cacheable mapping."""
     phys = vma.phys
@@ -218,6 +227,14 @@ def _device_decision(rules: Rules, host: Features, slot: Slot, vma: Vma, rs: lis
 
 
 def _attr(rules: Rules, host: Features, vma: Vma, force_nc: bool, rs: list) -> str:
+    """The stage-2 attribute choice, or the variant's ``s2_attr`` hook in its place."""
+    h = rules.hook("s2_attr") if rules.hooks else None
+    if h is not None:
+        return h(rules, host, vma, force_nc, rs, lambda: _attr_era(rules, host, vma, force_nc, rs))
+    return _attr_era(rules, host, vma, force_nc, rs)
+
+
+def _attr_era(rules: Rules, host: Features, vma: Vma, force_nc: bool, rs: list) -> str:
     if rules.vma_memtype_decides:
         rs.append(R_NV_VMA)
         if vma.memtype in (mm.DEVICE_nGnRE, mm.DEVICE_nGnRnE, mm.NORMAL_NC):
@@ -251,7 +268,15 @@ def _attr(rules: Rules, host: Features, vma: Vma, force_nc: bool, rs: list) -> s
 
 
 def _mte_check(rules: Rules, vma: Vma, rs: list) -> str | None:
-    """MTE check for a translation fault on a non-force_nc mapping in an MTE VM: errno or None."""
+    """MTE check for a translation fault on a non-force_nc mapping in an MTE VM: errno or None;
+    the variant's ``mte_fault_check`` hook in its place."""
+    h = rules.hook("mte_fault_check") if rules.hooks else None
+    if h is not None:
+        return h(rules, vma, rs, lambda: _mte_check_era(rules, vma, rs))
+    return _mte_check_era(rules, vma, rs)
+
+
+def _mte_check_era(rules: Rules, vma: Vma, rs: list) -> str | None:
     if rules.mte_upgrade_any:
         return None
     check = rules.mte_fault_check

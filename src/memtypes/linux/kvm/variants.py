@@ -1,13 +1,24 @@
-"""Variants: named rule sets beside mainline, for what-if questions.
+"""Variants: named rule sets beside mainline, for what-if questions -- KVM arm64 and VFIO/iommufd.
 
-A variant is a name, the eras it applies to, a few overridden rule switches of
-:class:`memtypes.linux.kvm.eras.Rules`, and a citation.  ``--kernel 6.17+mte-rfc-2020`` takes the
-6.17 era's rules and applies the variant's switches with ``dataclasses.replace``.
+A KVM variant is a name, the eras it applies to (by first version: 5.13, 5.14, 6.2, 6.9, 6.17,
+6.18, 7.1), overridden rule switches of :class:`memtypes.linux.kvm.eras.Rules` and/or functions
+that replace named decision points (:data:`HOOKS`), and a citation.  ``--kernel
+6.17+mte-rfc-2020`` takes the 6.17 era's rules and applies the variant.  A DMA variant
+(:class:`memtypes.linux.dma.variants.DmaVariant`) is registered with the same :func:`register`
+and picked up by the dma-type1 and dma-iommufd families like the built-in ones.
 
-Writing a new variant (a few lines)::
+Write variants in a Python file of your own and pass it to any command with ``--variants
+FILE.py`` (repeatable; worker processes load it too; JSON output and saved traces record its
+path and SHA-256, and ``memtypes run`` of a trace reloads it).  An installed package can
+provide them through the entry-point group ``memtypes.variants`` (the object named is imported,
+and called if callable).  A name already taken (built-in or another file's), an unknown era,
+switch, flush point or hook, or a hook whose signature does not take the parameters below is
+refused at registration: one line naming the file, exit 2.
 
-    from memtypes.linux.kvm.variants import Variant, register
+1. KVM, switches only (``examples`` of this kind: the built-ins below)::
+
     from memtypes.arch.reason import Reason
+    from memtypes.linux.kvm.variants import Variant, register
 
     register(Variant(
         name="nc-for-platform-too",
@@ -17,11 +28,73 @@ Writing a new variant (a few lines)::
                    "vfio-platform MMIO also mapped Normal-NC"),
     ))
 
-then ``memtypes explain --kernel 6.12+nc-for-platform-too ...`` (and the checker) use it.  Every
-switch is read at one place in ``prepare_memory_region.py``, ``user_mem_abort.py``,
-``gmem_abort.py``, ``arm.py`` or ``guest.py``; grep for the field name to see its effect.  A rule
-that no switch expresses needs a new field in ``Rules`` (default = mainline behaviour) and one
-branch where the kernel function reads it.
+2. KVM, a decision point replaced by a function (examples/variants/fwb_cacheable_uncached.py):
+   each hook is called with the parameters listed in :data:`HOOKS`, positionally; ``default()``
+   computes the era's own answer (appending its reasons to ``rs``), so a hook changes only the
+   cases it cares about and appends its own :class:`Reason`::
+
+    from memtypes.linux.kvm.kvm_host import S2_NORMAL, EINVAL
+
+    WHY = Reason("variant/fwb-cacheable-uncached", "patch under review",
+                 "FWB host and a VM_ALLOW_ANY_UNCACHED VMA: stage 2 Normal cacheable")
+
+    def s2_attr(rules, host, vma, force_nc, rs, default):      # -> "NORMAL" | "NC" | "DEVICE"
+        if force_nc and vma.allow_any_uc and host.fwb:
+            rs.append(WHY)
+            return S2_NORMAL
+        return default()
+
+    def memslot_P2(rules, host, vm, change, slot, vma, rs, default):   # -> errno or None
+        return default()                                      # (P0: the pre-mapping or None)
+
+    def check_extension(rules, host, cap, vm_fd, default):     # -> (value, errno, Reason)
+        return (0, None, WHY) if cap == 243 else default()
+
+    register(Variant("fwb-cacheable-uncached", ("6.9", "6.17", "6.18", "7.1"),
+                     hooks={"s2_attr": s2_attr, "memslot_P2": memslot_P2,
+                            "check_extension": check_extension}, why=WHY))
+
+   Decision points: ``s2_attr`` (stage-2 attribute choice), ``device_test`` (returns
+   ``(device, force_nc, errno)``), ``mte_fault_check`` (``(rules, vma, rs, default)`` -> errno or
+   None), ``memslot_P0`` .. ``memslot_P8`` (P3 covers P3 and P3'; P4 the merged per-VMA check
+   and, with ``vma`` None, the slot-wide one of cpfn-memslot-flag), ``check_extension``,
+   ``enable_cap`` (``(rules, host, vm, cap, default)`` -> ``(vm, errno, Reason)``).  Hooks are
+   resolved once per Rules value (``rules.hook(name)``); mainline Rules have none, so the fault
+   path pays nothing for them.
+
+3. DMA, flush points switched off (examples/variants/flush_no_unpin.py)::
+
+    from memtypes.linux.dma.variants import DmaVariant
+
+    register(DmaVariant(
+        name="flush-no-unpin",
+        base="vfio-flush-reviewed",          # bookkeeping: vfio-upstream, vfio-flush-v1 or -reviewed
+        changes={"unpin": False},            # pin_map, replay, unpin, attach_nc, ioas_copy
+        why=Reason("variant/flush-no-unpin", "my review comment", "no flush at unpin"),
+    ))
+
+4. DMA, a flush point or the coherency reported to KVM decided by a function::
+
+    def flush_unpin(env, pages, default):    # pages: names ("P0", ...); default: the base's
+        return True                          # flush at every unpin, flagged or not
+
+    def kvm_coherent(env, group, default):   # what vfio_file_enforced_coherent reports
+        return default
+
+    register(DmaVariant("unpin-always", base="vfio-flush-reviewed",
+                        hooks={"flush_unpin": flush_unpin, "kvm_coherent": kvm_coherent},
+                        backends=("type1", "iommufd"), kernels=None))   # None: every DMA era
+
+   (The table forms of the DMA families call a flush hook per page of a walk: a hook should
+   decide page by page, as the examples do.)
+
+Then ``memtypes explain --variants FILE.py --kernel 6.12+nc-for-platform-too ...``, ``memtypes
+check --variants FILE.py`` (every family picks the variant up), ``memtypes diff 6.17
+6.17+fwb-cacheable-uncached --variants FILE.py --check``.  Every switch is read at one place in
+``prepare_memory_region.py``, ``user_mem_abort.py``, ``gmem_abort.py``, ``arm.py`` or
+``guest.py``; grep for the field name to see its effect.  A rule that neither a switch nor a hook
+expresses needs a new field in ``Rules`` (default = mainline behaviour) and one branch where the
+kernel function reads it.
 
 Eras each built-in variant applies to (the choice made, with why):
 
@@ -45,17 +118,35 @@ mte-memslot-check-only           5.14 .. 7.1                  needs mainline MTE
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from memtypes.arch.reason import Reason
 from memtypes.errors import InputError
+from memtypes.linux.dma import variants as dma_variants
+from memtypes.linux.dma.variants import DmaVariant
 from memtypes.linux.kvm import eras as _eras
 from memtypes.linux.kvm.eras import MTE_FAULT_NONE, MTE_SLOT_NONE, Rules
 
 ALL_ERAS = _eras.ERA_NAMES
 FROM_5_14 = ALL_ERAS[1:]
 FROM_6_9 = ALL_ERAS[ALL_ERAS.index("6.9"):]
+
+_MEMSLOT = ("rules", "host", "vm", "change", "slot", "vma", "rs", "default")
+HOOKS: dict[str, tuple[str, ...]] = {
+    "s2_attr": ("rules", "host", "vma", "force_nc", "rs", "default"),
+    "device_test": ("rules", "host", "slot", "vma", "rs", "default"),
+    "mte_fault_check": ("rules", "vma", "rs", "default"),
+    **{f"memslot_P{i}": _MEMSLOT for i in range(9)},
+    "check_extension": ("rules", "host", "cap", "vm_fd", "default"),
+    "enable_cap": ("rules", "host", "vm", "cap", "default"),
+}
+"""The KVM decision points a variant may replace, with the parameters each function is called
+with (positionally; ``default()`` computes the era's own answer, appending its reasons to ``rs``)."""
+
+_NOT_SWITCHES = ("era", "span", "first", "changed_by", "variant", "hooks")
+SWITCHES: tuple[str, ...] = tuple(f for f in Rules.__dataclass_fields__ if f not in _NOT_SWITCHES)
 
 
 @dataclass(frozen=True)
@@ -64,20 +155,134 @@ class Variant:
     eras: tuple[str, ...]
     changes: Mapping[str, Any] = field(default_factory=dict)
     why: Reason | None = None
+    hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    """Decision points (:data:`HOOKS`) replaced by functions."""
+    source: str | None = None
+    """The file (or entry point) that registered it; None for the built-ins."""
 
     def applies(self, era: str) -> bool:
         return era in self.eras
 
 
 VARIANTS: dict[str, Variant] = {}
+_BUILTIN: set[str] = set()
+_SOURCE: list[str] = []
+"""The file being loaded (set by :mod:`memtypes.linux.userfiles`): stamped on what it registers."""
 
 
-def register(v: Variant) -> Variant:
-    bad = [k for k in v.changes if k not in Rules.__dataclass_fields__]
+class VariantError(ValueError):
+    """A variant refused at registration (the loader reports it as one line naming the file)."""
+
+
+def _check_hooks(name: str, hooks: Mapping[str, Any], spec: Mapping[str, tuple[str, ...]]) -> None:
+    for hname, fn in hooks.items():
+        if hname not in spec:
+            raise VariantError(f"variant {name}: unknown hook '{hname}' (known: {', '.join(spec)})")
+        if not callable(fn):
+            raise VariantError(f"variant {name}: hook {hname} is not a function")
+        params = spec[hname]
+        try:
+            inspect.signature(fn).bind(*params)
+        except TypeError:
+            try:
+                got = str(inspect.signature(fn))
+            except (TypeError, ValueError):
+                got = "(?)"
+            raise VariantError(f"variant {name}: hook {hname}{got} has the wrong signature: it is "
+                               f"called as {hname}({', '.join(params)})") from None
+        except ValueError:
+            pass  # a builtin without a signature: trusted
+
+
+def _taken(name: str) -> str | None:
+    if name in VARIANTS:
+        return "a built-in KVM variant" if name in _BUILTIN else f"a KVM variant from {VARIANTS[name].source}"
+    if name in dma_variants.DMA_VARIANTS or name in dma_variants.ALIASES or name == "mainline":
+        v = dma_variants.DMA_VARIANTS.get(name)
+        return f"a DMA variant from {v.source}" if v is not None and v.source else "a built-in DMA variant"
+    return None
+
+
+def register(v: Variant | DmaVariant) -> Variant | DmaVariant:
+    """Register a KVM :class:`Variant` or a :class:`DmaVariant`.  Refused (:class:`VariantError`):
+    a name already taken (built-in or another file's: never silently replaced), an unknown era,
+    switch, flush point or hook, a hook with the wrong signature."""
+    if not isinstance(v, (Variant, DmaVariant)):
+        raise VariantError(f"register() takes a Variant or DmaVariant, not {type(v).__name__}")
+    if not v.name or "+" in v.name or "," in v.name or v.name.strip() != v.name:
+        raise VariantError(f"variant name '{v.name}' is empty or contains '+', ',' or spaces")
+    clash = _taken(v.name)
+    if clash:
+        raise VariantError(f"variant {v.name}: the name is already {clash} (choose another name)")
+    src = _SOURCE[-1] if _SOURCE else None
+    if isinstance(v, DmaVariant):
+        if v.base not in dma_variants.NAMES:
+            raise VariantError(f"DMA variant {v.name}: unknown base '{v.base}' "
+                               f"(known: {', '.join(dma_variants.NAMES)})")
+        bad = [k for k in v.changes if k not in dma_variants.FLUSH_POINTS]
+        if bad:
+            raise VariantError(f"DMA variant {v.name}: unknown flush point(s) {', '.join(bad)} "
+                               f"(known: {', '.join(dma_variants.FLUSH_POINTS)})")
+        if any(not isinstance(x, bool) for x in v.changes.values()):
+            raise VariantError(f"DMA variant {v.name}: flush point switches are true or false")
+        _check_hooks(v.name, v.hooks, dma_variants.HOOKS)
+        if not v.backends or any(b not in dma_variants.BACKENDS for b in v.backends):
+            raise VariantError(f"DMA variant {v.name}: backends must be among "
+                               f"{', '.join(dma_variants.BACKENDS)}")
+        dma_eras = ("5.14", "6.2", "6.9")
+        if v.kernels is not None and any(k not in dma_eras for k in v.kernels):
+            raise VariantError(f"DMA variant {v.name}: unknown era in {', '.join(v.kernels)} "
+                               f"(the DMA families model {', '.join(dma_eras)})")
+        if src and v.source is None:
+            v = replace(v, source=src)
+        dma_variants.DMA_VARIANTS[v.name] = v
+        _clear_caches()
+        return v
+    bad_eras = [e for e in v.eras if e not in ALL_ERAS]
+    if not v.eras or bad_eras:
+        raise VariantError(f"variant {v.name}: unknown era(s) {', '.join(bad_eras) or '(none given)'} "
+                           f"(eras by first version: {', '.join(ALL_ERAS)})")
+    bad = [k for k in v.changes if k not in SWITCHES]
     if bad:
-        raise ValueError(f"variant {v.name}: unknown Rules fields {bad}")
+        raise VariantError(f"variant {v.name}: unknown Rules fields {bad} (switches: {', '.join(SWITCHES)})")
+    _check_hooks(v.name, v.hooks, HOOKS)
+    if src and v.source is None:
+        v = replace(v, source=src)
     VARIANTS[v.name] = v
+    _clear_caches()
     return v
+
+
+def _clear_caches() -> None:
+    _eras.kernel.cache_clear()
+
+
+def unregister_user() -> None:
+    """Forget every variant registered from a file or package (tests, and a failed load)."""
+    for n in [n for n, v in VARIANTS.items() if n not in _BUILTIN]:
+        del VARIANTS[n]
+    for n in [n for n in dma_variants.DMA_VARIANTS if n not in dma_variants.BUILTIN]:
+        del dma_variants.DMA_VARIANTS[n]
+    _clear_caches()
+
+
+def unregister_source(source: str) -> None:
+    """Forget what ``source`` registered (a file that failed half way)."""
+    for n in [n for n, v in VARIANTS.items() if v.source == source]:
+        del VARIANTS[n]
+    for n in [n for n, v in dma_variants.DMA_VARIANTS.items() if v.source == source]:
+        del dma_variants.DMA_VARIANTS[n]
+    _clear_caches()
+
+
+def user_names() -> tuple[str, ...]:
+    """The KVM variants registered from files or packages, in registration order."""
+    return tuple(n for n in VARIANTS if n not in _BUILTIN)
+
+
+def source_of(name: str) -> str | None:
+    v = VARIANTS.get(name) or dma_variants.DMA_VARIANTS.get(name)
+    return getattr(v, "source", None)
 
 
 register(Variant(
@@ -134,6 +339,9 @@ register(Variant(
            "remark)", "MTE checked only at memslot creation; no fault-time re-check of the VMA")))
 
 
+_BUILTIN.update(VARIANTS)
+
+
 def names() -> tuple[str, ...]:
     return tuple(VARIANTS)
 
@@ -148,6 +356,9 @@ def applies(era: str, variant: str) -> bool:
 
 def apply_variant(r: Rules, name: str, *, where: str = "--kernel") -> Rules:
     v = VARIANTS.get(name)
+    if v is None and name != "mainline" and (name in dma_variants.DMA_VARIANTS or name in dma_variants.ALIASES):
+        raise InputError(f"'{name}' is a DMA (VFIO/iommufd) variant, not a KVM one", where=where,
+                         expected="a KVM variant here; DMA variants go to check, run and diff")
     if v is None:
         raise InputError(f"unknown kernel variant '{name}'", where=where,
                          expected="VERSION or VERSION+VARIANT with VARIANT one of " + ", ".join(VARIANTS))
@@ -156,4 +367,5 @@ def apply_variant(r: Rules, name: str, *, where: str = "--kernel") -> Rules:
                          expected="a version in the eras " + ", ".join(v.eras))
     changes = dict(v.changes)
     why = (v.why,) if v.why else ()
-    return replace(r, variant=name, changed_by=r.changed_by + why, **changes)
+    hooks = tuple(sorted(v.hooks.items())) if v.hooks else r.hooks
+    return replace(r, variant=name, changed_by=r.changed_by + why, hooks=hooks, **changes)
