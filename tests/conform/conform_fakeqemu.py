@@ -60,6 +60,7 @@ elif scenario == "hang":
     out("still booting")
     time.sleep(120)
 elif scenario == "panic":
+    out("[    1.9] Unable to handle kernel NULL pointer dereference at virtual address 0")
     out("[    2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100")
 elif scenario == "exit":
     out("qemu-system-aarch64: -cpu nosuch: unable to find CPU model 'nosuch'")

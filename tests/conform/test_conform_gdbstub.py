@@ -139,6 +139,8 @@ def test_walk_page_through_concatenated_start_table():
     assert (r["memattr"], r["s2ap"], r["xn"], r["af"], r["sh"]) == (0xF, 1, 2, 1, 3)
     assert r["oa"] == 0x4567_8123
     assert r["start_level"] == 1 and r["ia_bits"] == 40
+    assert [(x["level"], x["addr"]) for x in r["path"]] == [
+        (1, l1 + 8 * 512), (2, l1 + 0x2000 + 8 * 3), (3, l1 + 0x3000 + 8 * 3)]
 
 
 def test_walk_block_and_unmapped():

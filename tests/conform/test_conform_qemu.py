@@ -106,6 +106,8 @@ def test_kernel_panic_is_reported(fake, tmp_path):
     r = boot(fake("panic"), KERNEL, tmp_path / "initrd", "max", timeout_s=60, gdb=False)
     assert r.error == ("kernel panic: [    2.0] Kernel panic - not syncing: Attempted to kill "
                        "init! exitcode=0x00000100")
+    assert r.splats == ["[    1.9] Unable to handle kernel NULL pointer dereference at "
+                        "virtual address 0"]
 
 
 def test_early_exit_is_reported_with_the_last_line(fake, tmp_path):

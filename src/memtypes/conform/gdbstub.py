@@ -326,6 +326,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
     if not table:
         raise WalkError("VTTBR_EL2 is 0: the CPU is not in the guest")
     first = True
+    path: list[dict] = []
     while True:
         lsb = level_lsb(level)
         width = (ia_bits - lsb) if first else 9
@@ -333,6 +334,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
         idx = (ipa >> lsb) & ((1 << width) - 1)
         daddr = table + 8 * idx
         desc = read_u64(daddr)
+        path.append({"level": level, "addr": daddr, "desc": desc})
         first = False
         kind = desc & 3
         if not desc & 1:
@@ -367,6 +369,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
             "ds": ds,
             "ia_bits": ia_bits,
             "start_level": start_level(vtcr),
+            "path": path,
         }
 
 

@@ -38,6 +38,9 @@ from memtypes.conform.gdbstub import GdbError, RemoteClient, Stage2Walker
 
 APPEND = "console=ttyAMA0 rdinit=/init panic=-1 quiet"
 PANIC_MARKERS = ("Kernel panic - not syncing",)
+# kernel messages worth reporting that do not end the run (printed even with "quiet": the
+# oops path logs at KERN_ALERT/KERN_EMERG)
+SPLAT_MARKERS = ("Internal error:", "Unable to handle kernel", "BUG:", "Oops")
 DONE_GRACE_S = 10.0          # after "done", how long QEMU has to power off
 
 
@@ -48,7 +51,8 @@ class BootResult:
     ``@@`` JSON objects (agent's and harness's); ``status``: QEMU's exit status (negative:
     killed by that signal; None: still running when abandoned); ``wall_s``: start to exit;
     ``init_s``: start to the first ``@@`` line (None if never); ``done``: the agent said
-    done; ``error``: one line, or None when the run was clean."""
+    done; ``error``: one line, or None when the run was clean; ``splats``: kernel oops/BUG
+    lines seen (the run went on)."""
 
     lines: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
@@ -57,6 +61,7 @@ class BootResult:
     init_s: float | None = None
     done: bool = False
     error: str | None = None
+    splats: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
 
 
@@ -271,6 +276,8 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
                 res.records.append(rec)
             if any(m in line for m in PANIC_MARKERS) and res.error is None:
                 res.error = f"kernel panic: {line.strip()}"
+            elif rec is None and any(m in line for m in SPLAT_MARKERS):
+                res.splats.append(line.strip())
             if on_line is not None:
                 on_line(line, ctl)
             if rec is not None and isinstance(rec.get("walk"), dict):
