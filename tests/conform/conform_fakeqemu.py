@@ -52,6 +52,9 @@ if scenario == "walk":
     out(line.rstrip("\n"))                  # the console echoes what it got
     assert line.startswith("@@go "), line
     out("@@" + json.dumps({"got": json.loads(line[5:])}))
+    out('@@{"walk": {"ipa": 2147483648, "id": "w2", "bytes": 4}}')
+    line = sys.stdin.readline()
+    out("@@" + json.dumps({"got": json.loads(line[5:])}))
     out('@@{"done": true}')
     out("[    3.1] reboot: Power down")
 elif scenario == "hang":

@@ -65,15 +65,16 @@ def test_boot_serves_a_walk_request(fake, tmp_path):
     assert r.error is None, r.error
     assert r.done and r.status == 0 and r.init_s is not None
     s2 = [rec["s2"] for rec in r.records if "s2" in rec]
-    assert len(s2) == 1
+    assert len(s2) == 2
     w = s2[0]
+    assert s2[1]["id"] == "w2" and s2[1]["data"] == "00000014"     # "bytes": 4
     assert (w["id"], w["ipa"], w["level"], w["block_size"], w["memattr"], w["s2ap"]) == \
         ("w1", 0x80000000, 2, 0x200000, 6, 3)
     assert w["oa"] == 0x40000000 and w["data"] == "0000001400000000"
     assert w["vttbr"] >> 48 == 5
     # the agent got exactly the recorded result back
     got = [rec["got"] for rec in r.records if "got" in rec]
-    assert got == [json.loads(json.dumps(w))]
+    assert got == [json.loads(json.dumps(x)) for x in s2]
     # echoed @@go lines are not recorded; the harness's own line is, after the request
     assert not any(ln.startswith("@@go ") for ln in r.lines)
     i = next(i for i, ln in enumerate(r.lines) if '"walk"' in ln)
@@ -85,11 +86,12 @@ def test_boot_without_gdb_answers_the_agent_with_an_error(fake, tmp_path):
     r = boot(fake("walk"), KERNEL, tmp_path / "initrd", "max", timeout_s=60, gdb=False)
     assert r.done and r.error is None
     assert r.records[2]["s2"]["error"].startswith("no gdbstub")
+    assert r.records[3]["got"]["error"].startswith("no gdbstub")
 
 
 def test_time_limit_kills_the_whole_process_group(fake, tmp_path):
-    r = boot(fake("hang"), KERNEL, tmp_path / "initrd", "max", timeout_s=1.5, gdb=False)
-    assert r.error == "timed out after 1.5 s at 'still booting'"
+    r = boot(fake("hang"), KERNEL, tmp_path / "initrd", "max", timeout_s=1, gdb=False)
+    assert r.error == "timed out after 1 s at 'still booting'"
     assert not r.done and r.status is not None and r.status < 0
     child = next(rec["child"] for rec in r.records if "child" in rec)
     for _ in range(100):              # the orphan is reaped by init shortly after SIGKILL
@@ -160,3 +162,13 @@ print("returned", flush=True)
         time.sleep(0.05)
     else:
         pytest.fail("QEMU's child process survived SIGTERM")
+
+
+def test_on_line_can_stop_the_run(fake, tmp_path):
+    def on_line(line, ctl):
+        if line == "still booting":
+            ctl.stop("seen enough")
+    r = boot(fake("hang"), KERNEL, tmp_path / "initrd", "max", timeout_s=60, gdb=False,
+             on_line=on_line)
+    assert r.error == "seen enough" and r.lines[-1] == "still booting"
+    assert r.status is not None and r.status < 0      # killed

@@ -9,7 +9,8 @@ out the default network card); ``-nographic`` puts the first UART on QEMU's
 stdin/stdout.
 
 Protocol with the agent: it prints lines beginning ``@@`` followed by a JSON object. On
-``@@{"walk": {"ipa": N, "id": "..."}}`` the agent's vCPU is spinning inside its guest; the
+``@@{"walk": {"ipa": N, "id": "..."}}`` (optionally ``"bytes": K``, 0..4096, how much to read
+at the output address; 8 by default) the agent's vCPU is spinning inside its guest; the
 harness halts QEMU through the gdbstub, walks stage 2 for that IPA, lets QEMU run again,
 records the result as its own line ``@@{"s2": {"id": ..., "ipa": N, ...}}`` and writes
 ``@@go <the same JSON>`` followed by a newline to the console, which the agent reads on stdin
@@ -74,6 +75,11 @@ class BootControl:
         self._sock = sock
         self._client: RemoteClient | None = None
         self._walker: Stage2Walker | None = None
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """End the run after this line: QEMU is killed and ``reason`` becomes the error."""
+        self.stop_reason = reason
 
     def send(self, text: str) -> None:
         if "\x01" in text:
@@ -83,14 +89,15 @@ class BootControl:
         self._proc.stdin.write(text.encode())
         self._proc.stdin.flush()
 
-    def walk_s2(self, ipa: int) -> dict:
+    def walk_s2(self, ipa: int, data_bytes: int = 8) -> dict:
         """{"level", "block_size", "memattr", "s2ap", "xn", "af", "sh", "oa", "desc",
-        "data", "vttbr", "vtcr", "hcr", ...} or {"error": "..."}."""
+        "path", "data" (``data_bytes`` at the output address, hex), "vttbr", "vtcr", "hcr",
+        "features", "tries", ...} or {"error": "..."}."""
         if self._sock is None:
             return {"error": "no gdbstub: boot(..., gdb=True) is needed for stage-2 walks"}
         try:
             self._connect()
-            return self._walker.walk(ipa)
+            return self._walker.walk(ipa, data_bytes=data_bytes)
         except (GdbError, OSError) as e:
             return {"error": f"gdbstub: {e}"}
 
@@ -282,6 +289,9 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
                 on_line(line, ctl)
             if rec is not None and isinstance(rec.get("walk"), dict):
                 _serve_walk(rec["walk"], ctl, res, on_line)
+            if ctl.stop_reason is not None:
+                res.error = ctl.stop_reason
+                break
             if rec is not None and rec.get("done") is True:
                 res.done = True
                 done_at = time.monotonic()
@@ -318,12 +328,15 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
 
 def _serve_walk(req: dict, ctl: BootControl, res: BootResult, on_line) -> None:
     ipa = req.get("ipa")
+    nbytes = req.get("bytes", 8)
     out: dict = {"id": req.get("id"), "ipa": ipa}
     if not isinstance(ipa, int) or ipa < 0:
         out["error"] = f"bad walk request {json.dumps(req)}: ipa must be a non-negative integer"
+    elif not isinstance(nbytes, int) or not 0 <= nbytes <= 4096:
+        out["error"] = f"bad walk request {json.dumps(req)}: bytes must be 0..4096"
     else:
         t = time.monotonic()
-        out.update(ctl.walk_s2(ipa))
+        out.update(ctl.walk_s2(ipa, nbytes))
         out["walk_ms"] = round((time.monotonic() - t) * 1000, 1)
     line = "@@" + json.dumps({"s2": out}, sort_keys=True)
     res.lines.append(line)
