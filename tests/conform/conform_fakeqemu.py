@@ -18,9 +18,13 @@ args = sys.argv[1:]
 scenario = os.environ.get("FAKE_QEMU", "walk")
 
 
+LOCK = threading.Lock()
+
+
 def out(s):
-    sys.stdout.write(s + "\r\n")
-    sys.stdout.flush()
+    with LOCK:
+        sys.stdout.write(s + "\r\n")
+        sys.stdout.flush()
 
 
 if "-gdb" in args:
@@ -37,7 +41,9 @@ if "-gdb" in args:
     def serve():
         conn, _ = srv.accept()
         stub = FakeStub(conn, regs={"HCR_EL2": 1, "VTTBR_EL2": 5 << 48 | l1,
-                                    "VTCR_EL2": 24 | 1 << 6 | 3 << 12})
+                                    "VTCR_EL2": 24 | 1 << 6 | 3 << 12},
+                        hello_stop=True, xfer=os.environ.get("FAKE_GDB") != "no-xfer",
+                        on_continue=lambda: out("stub: continued"))
         for a, v in t.mem.items():
             stub.set_u64(a, v)
         stub.set_u64(0x40000000, 0x14000000)

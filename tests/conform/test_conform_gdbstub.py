@@ -227,3 +227,12 @@ def test_features_from_registers_read_on_qemu_10():
                    "mte": 0}
     assert features({"ctr_el0": 1 << 29, "id_aa64pfr1_el1": 0x120})["dic"] is True
     assert features({"id_aa64pfr1_el1": 0x120})["mte"] == 1
+
+
+def test_unsolicited_stop_packet_is_not_taken_for_a_reply():
+    """QEMU 7.2 sends "T02thread:01;" on its own when a client connects."""
+    c, stub = _pair(hello_stop=True, regs={"VTCR_EL2": 0x8001_3559})
+    c.handshake()
+    assert c.reg("VTCR_EL2") == 0x8001_3559
+    assert c.stop_reason().startswith(b"T05")     # "?" still gets its stop reply
+    c.close()

@@ -31,7 +31,7 @@ def test_command_line():
     assert cmd[cmd.index("-append") + 1] == "console=ttyAMA0 rdinit=/init panic=-1 quiet"
     assert "-object memory-backend-ram,id=m,size=2M -device ivshmem-plain,memdev=m" in s
     assert s.endswith("-gdb unix:/t/gdb.sock,server,nowait")
-    old = QemuFiles(Path("/usr/bin/qemu-system-aarch64"), None, "7.0", {})
+    old = QemuFiles(Path("/usr/bin/qemu-system-aarch64"), None, "7.2.22", {})
     plain = command(old, KERNEL, Path("/r/i"), "cortex-a57", mte=False, smmu=False,
                     ivshmem=False)
     assert "-L" not in plain and "-audio" not in plain and "-gdb" not in plain
@@ -172,3 +172,13 @@ def test_on_line_can_stop_the_run(fake, tmp_path):
              on_line=on_line)
     assert r.error == "seen enough" and r.lines[-1] == "still booting"
     assert r.status is not None and r.status < 0      # killed
+
+
+def test_broken_gdbstub_lets_the_guest_run_and_fails_every_walk(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_GDB", "no-xfer")
+    r = boot(fake("walk"), KERNEL, tmp_path / "initrd", "max", timeout_s=60, gdb=True)
+    assert r.done and r.error is None
+    errs = [rec["s2"]["error"] for rec in r.records if "s2" in rec]
+    assert errs == ["gdbstub: the gdbstub offers no target description "
+                    "(qXfer:features:read)"] * 2
+    assert r.lines.count("stub: continued") == 1       # resumed once, never halted again

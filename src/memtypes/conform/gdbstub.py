@@ -30,6 +30,9 @@ WANTED = ("VTTBR_EL2", "VTCR_EL2", "HCR_EL2", "ID_AA64MMFR2_EL1", "ID_AA64MMFR0_
           "ID_AA64PFR1_EL1", "CTR_EL0")
 
 
+STOP_REPLY = re.compile(rb"[TS][0-9a-fA-F]{2}")
+
+
 class GdbError(RuntimeError):
     """A protocol failure or an ``Exx`` reply; one line."""
 
@@ -175,6 +178,10 @@ class RemoteClient:
             data = data.encode()
         self._send_packet(data)
         reply = self._read_packet(timeout_s)
+        # a stop notification the stub sent on its own (QEMU 7.2 sends "T02thread:01;"
+        # when a client connects) is no reply to anything but "?": skip it
+        while data != b"?" and STOP_REPLY.match(reply):
+            reply = self._read_packet(timeout_s)
         if re.fullmatch(rb"E[0-9a-fA-F]{2}", reply) or reply.startswith(b"E."):
             raise GdbError(f"gdbstub error {reply.decode(errors='replace')} for "
                            f"{data[:40].decode(errors='replace')}")

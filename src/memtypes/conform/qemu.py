@@ -76,6 +76,7 @@ class BootControl:
         self._client: RemoteClient | None = None
         self._walker: Stage2Walker | None = None
         self.stop_reason: str | None = None
+        self._broken: str | None = None
 
     def stop(self, reason: str) -> None:
         """End the run after this line: QEMU is killed and ``reason`` becomes the error."""
@@ -99,7 +100,7 @@ class BootControl:
             self._connect()
             return self._walker.walk(ipa, data_bytes=data_bytes)
         except (GdbError, OSError) as e:
-            return {"error": f"gdbstub: {e}"}
+            return self._fail(e)
 
     def sysregs(self) -> dict:
         """The EL2/ID registers the walk uses and their decoded ``features`` (FWB, DIC,
@@ -110,9 +111,25 @@ class BootControl:
             self._connect()
             return self._walker.snapshot()
         except (GdbError, OSError) as e:
-            return {"error": f"gdbstub: {e}"}
+            return self._fail(e)
+
+    def _fail(self, e: Exception) -> dict:
+        """After a protocol failure: let the guest run again (QEMU halted it when the client
+        connected), drop the connection, and answer every later request with this error
+        rather than halting the machine again."""
+        self._broken = f"gdbstub: {e}"
+        if self._client is not None:
+            try:
+                self._client.running = False
+                self._client.cont()
+            except (GdbError, OSError):
+                pass
+            self._client.close()
+        return {"error": self._broken}
 
     def _connect(self) -> None:
+        if self._broken:
+            raise GdbError(self._broken.removeprefix("gdbstub: "))
         if self._client is None:
             self._client = RemoteClient(self._sock)
             self._client.handshake()
@@ -173,11 +190,10 @@ def command(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte
         machine += ",iommu=smmuv3"
     cmd = [str(qemu.binary)]
     if qemu.datadir is not None:
-        cmd += ["-L", str(qemu.datadir)]
-    if _version_tuple(qemu.version) >= (7, 1):
-        # no audio backend: an extracted QEMU would otherwise probe the system QEMU's
-        # audio modules and abort ("Only modules from the same build can be loaded")
-        cmd += ["-audio", "none"]
+        # an extracted QEMU: its firmware folder, and no audio backend, else it probes the
+        # system QEMU's audio modules and aborts ("Only modules from the same build can be
+        # loaded"); QEMU 7.2's -audio would want a model, but a system QEMU needs neither
+        cmd += ["-L", str(qemu.datadir), "-audio", "none"]
     cmd += ["-M", machine, "-cpu", cpu, "-smp", "1", "-m", memory, "-accel", "tcg",
             "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", append]
@@ -187,13 +203,6 @@ def command(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte
     if gdb_sock is not None:
         cmd += ["-gdb", f"unix:{gdb_sock},server,nowait"]
     return cmd + list(extra or [])
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in v.split(".")[:2])
-    except ValueError:
-        return (0,)
 
 
 def _reader(stream, q: queue.Queue) -> None:
