@@ -132,13 +132,13 @@ def ensure_config() -> Path:
 
 
 @contextmanager
-def _locked(name: str):
-    """An exclusive advisory lock on cache/<name>.lock (serialises apt runs and extractions
-    of the same thing across processes)."""
+def _locked(name: str, *, shared: bool = False):
+    """An advisory lock on cache/.<name>.lock across processes and threads: exclusive
+    (index updates, extractions of one package) or shared (queries of the indexes)."""
     p = cache_dir() / f".{name}.lock"
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -417,20 +417,20 @@ def available_kernels(progress: Progress | None = None) -> list[KernelPkg]:
     """Every generic arm64 kernel in the private indexes (updating them first if they are
     missing or older than a day), oldest first."""
     update(progress=progress)
-    proc = _apt(["apt-cache", "pkgnames", "linux-"])
-    if proc.returncode != 0:
-        raise InputError(f"apt-cache pkgnames failed: {_apt_error(proc)}", where=WHERE)
-    names = candidate_names(proc.stdout.split())
-    if not names:
-        raise InputError("the Debian indexes list no arm64 kernels", where=WHERE,
-                         expected="indexes of bookworm..experimental (run with a network)")
-    stanzas: list[dict[str, str]] = []
-    for i in range(0, len(names), 200):
-        proc = _apt(["apt-cache", "show"]
-                    + [f"{n}:arm64" for n in names[i:i + 200]])
-        if proc.returncode not in (0, 100):
-            raise InputError(f"apt-cache show failed: {_apt_error(proc)}", where=WHERE)
-        stanzas += parse_stanzas(proc.stdout)
+    with _locked("apt", shared=True):
+        proc = _apt(["apt-cache", "pkgnames", "linux-"])
+        if proc.returncode != 0:
+            raise InputError(f"apt-cache pkgnames failed: {_apt_error(proc)}", where=WHERE)
+        names = candidate_names(proc.stdout.split())
+        if not names:
+            raise InputError("the Debian indexes list no arm64 kernels", where=WHERE,
+                             expected="indexes of bookworm..experimental (run with a network)")
+        stanzas: list[dict[str, str]] = []
+        for i in range(0, len(names), 200):
+            proc = _apt(["apt-cache", "show"] + [f"{n}:arm64" for n in names[i:i + 200]])
+            if proc.returncode not in (0, 100):
+                raise InputError(f"apt-cache show failed: {_apt_error(proc)}", where=WHERE)
+            stanzas += parse_stanzas(proc.stdout)
     return kernels_from_stanzas(stanzas)
 
 
@@ -733,7 +733,8 @@ def package_for_soname(soname: str, depends: str) -> str:
 def qemu_version_in(suite: str, progress: Progress | None = None) -> str:
     """The Debian version of qemu-system-arm that ``suite`` carries (``apt-cache madison``)."""
     update(progress=progress)
-    proc = _apt(["apt-cache", "madison", "qemu-system-arm"])
+    with _locked("apt", shared=True):
+        proc = _apt(["apt-cache", "madison", "qemu-system-arm"])
     for ln in proc.stdout.splitlines():
         parts = [p.strip() for p in ln.split("|")]
         if len(parts) >= 3 and re.search(rf"\s{re.escape(suite)}/", " " + parts[2]):

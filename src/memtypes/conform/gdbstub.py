@@ -383,7 +383,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
 class Stage2Walker:
     """Stage-2 walks of the guest the emulated CPU is running, through a RemoteClient."""
 
-    def __init__(self, client: RemoteClient, *, tries: int = 40, retry_sleep_s: float = 0.005
+    def __init__(self, client: RemoteClient, *, tries: int = 100, retry_sleep_s: float = 0.005
                  ) -> None:
         self.c = client
         self.tries = tries
