@@ -125,6 +125,7 @@ class BootControl:
             except (GdbError, OSError):
                 pass
             self._client.close()
+            self._client = self._walker = None
         return {"error": self._broken}
 
     def _connect(self) -> None:
@@ -237,9 +238,11 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
          memory: str = "1G", append: str = APPEND, extra: list[str] | None = None
          ) -> BootResult:
     """Boot, feed every console line to ``on_line(line, ctl)``, serve the agent's walk
-    requests, and return when QEMU exits, the agent is done and QEMU powered off, the time
-    limit passes (QEMU killed), or a kernel panic is seen. QEMU runs in its own process
-    group and is killed (with everything it started) on any way out of this function."""
+    requests, and return when QEMU exits (after the agent's done, a kernel panic, or on its
+    own), when the time limit passes, or when ``on_line`` calls ``ctl.stop``; QEMU is given
+    ``DONE_GRACE_S`` to power off after done or a panic. QEMU runs in its own process group
+    and is killed (with everything it started) on any way out of this function, an
+    exception from ``on_line`` or Ctrl-C included."""
     _install_handlers()
     res = BootResult()
     tmp = Path(tempfile.mkdtemp(prefix="memtypes-qemu-"))
@@ -292,6 +295,7 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
                 res.records.append(rec)
             if any(m in line for m in PANIC_MARKERS) and res.error is None:
                 res.error = f"kernel panic: {line.strip()}"
+                done_at = time.monotonic()  # panic=-1 and -no-reboot: QEMU exits now
             elif rec is None and any(m in line for m in SPLAT_MARKERS):
                 res.splats.append(line.strip())
             if on_line is not None:
@@ -321,6 +325,7 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
         _kill_group(proc.pid)            # anything QEMU left in its group
         with _LIVE_LOCK:
             _LIVE.discard(proc.pid)
+        th.join(timeout=5)               # EOF follows the kill: the reader ends by itself
         for s in (proc.stdin, proc.stdout):
             try:
                 if s:
