@@ -19,6 +19,7 @@ scenario = os.environ.get("FAKE_QEMU", "walk")
 
 
 LOCK = threading.Lock()
+CONTINUED = threading.Event()     # the stub got "c" (the harness resumed the machine)
 
 
 def out(s):
@@ -43,7 +44,7 @@ if "-gdb" in args:
         stub = FakeStub(conn, regs={"HCR_EL2": 1, "VTTBR_EL2": 5 << 48 | l1,
                                     "VTCR_EL2": 24 | 1 << 6 | 3 << 12},
                         hello_stop=True, xfer=os.environ.get("FAKE_GDB") != "no-xfer",
-                        on_continue=lambda: out("stub: continued"))
+                        on_continue=lambda: (out("stub: continued"), CONTINUED.set()))
         for a, v in t.mem.items():
             stub.set_u64(a, v)
         stub.set_u64(0x40000000, 0x14000000)
@@ -55,6 +56,8 @@ if scenario == "walk":
     out('@@{"hello": 1}')
     out('@@{"walk": {"ipa": 2147483648, "id": "w1"}}')
     line = sys.stdin.readline()
+    if "-gdb" in args:
+        CONTINUED.wait(10)                  # the harness resumes before it answers
     out(line.rstrip("\n"))                  # the console echoes what it got
     assert line.startswith("@@go "), line
     out("@@" + json.dumps({"got": json.loads(line[5:])}))

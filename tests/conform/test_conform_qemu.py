@@ -90,8 +90,9 @@ def test_boot_without_gdb_answers_the_agent_with_an_error(fake, tmp_path):
 
 
 def test_time_limit_kills_the_whole_process_group(fake, tmp_path):
-    r = boot(fake("hang"), KERNEL, tmp_path / "initrd", "max", timeout_s=1, gdb=False)
-    assert r.error == "timed out after 1 s at 'still booting'"
+    # the stand-in prints "still booting" well within the limit, even on a loaded machine
+    r = boot(fake("hang"), KERNEL, tmp_path / "initrd", "max", timeout_s=4, gdb=False)
+    assert r.error == "timed out after 4 s at 'still booting'"
     assert not r.done and r.status is not None and r.status < 0
     child = next(rec["child"] for rec in r.records if "child" in rec)
     for _ in range(100):              # the orphan is reaped by init shortly after SIGKILL
