@@ -37,7 +37,8 @@ class FakeStub:
     reply with a bad checksum (the client must NAK it and get it again)."""
 
     def __init__(self, sock: socket.socket, *, regs: dict | None = None, noack: bool = True,
-                 corrupt_first: bool = False, sysbase: int = 100) -> None:
+                 corrupt_first: bool = False, sysbase: int = 100, hello_stop: bool = False,
+                 xfer: bool = True, on_continue=None) -> None:
         self.sock = sock
         self.regs = dict(regs or {})
         self.mem: dict[int, int] = {}
@@ -52,6 +53,9 @@ class FakeStub:
         self.naks = 0
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.last_reply = b""
+        self.hello_stop = hello_stop      # send a stop packet unasked on connect (QEMU 7.2)
+        self.xfer = xfer                  # offer qXfer:features:read
+        self.on_continue = on_continue
 
     def start(self) -> FakeStub:
         self.thread.start()
@@ -90,6 +94,8 @@ class FakeStub:
 
     def serve(self) -> None:
         buf = b""
+        if self.hello_stop:
+            self.sock.sendall(b"$T02thread:01;#" + _cs(b"T02thread:01;"))
         try:
             while True:
                 data = self.sock.recv(4096)
@@ -127,7 +133,7 @@ class FakeStub:
 
     def handle(self, p: bytes) -> None:
         if p.startswith(b"qSupported"):
-            feats = b"PacketSize=1000;qXfer:features:read+"
+            feats = b"PacketSize=1000" + (b";qXfer:features:read+" if self.xfer else b"")
             if self.noack_offer:
                 feats += b";QStartNoAckMode+"
             self.reply(feats)
@@ -176,6 +182,8 @@ class FakeStub:
         elif p == b"c":
             self.running = True
             self.conts += 1
+            if self.on_continue:
+                self.on_continue()
         else:
             self.reply(b"")
 

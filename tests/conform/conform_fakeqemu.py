@@ -18,9 +18,14 @@ args = sys.argv[1:]
 scenario = os.environ.get("FAKE_QEMU", "walk")
 
 
+LOCK = threading.Lock()
+CONTINUED = threading.Event()     # the stub got "c" (the harness resumed the machine)
+
+
 def out(s):
-    sys.stdout.write(s + "\r\n")
-    sys.stdout.flush()
+    with LOCK:
+        sys.stdout.write(s + "\r\n")
+        sys.stdout.flush()
 
 
 if "-gdb" in args:
@@ -37,7 +42,9 @@ if "-gdb" in args:
     def serve():
         conn, _ = srv.accept()
         stub = FakeStub(conn, regs={"HCR_EL2": 1, "VTTBR_EL2": 5 << 48 | l1,
-                                    "VTCR_EL2": 24 | 1 << 6 | 3 << 12})
+                                    "VTCR_EL2": 24 | 1 << 6 | 3 << 12},
+                        hello_stop=True, xfer=os.environ.get("FAKE_GDB") != "no-xfer",
+                        on_continue=lambda: (out("stub: continued"), CONTINUED.set()))
         for a, v in t.mem.items():
             stub.set_u64(a, v)
         stub.set_u64(0x40000000, 0x14000000)
@@ -49,8 +56,13 @@ if scenario == "walk":
     out('@@{"hello": 1}')
     out('@@{"walk": {"ipa": 2147483648, "id": "w1"}}')
     line = sys.stdin.readline()
+    if "-gdb" in args:
+        CONTINUED.wait(10)                  # the harness resumes before it answers
     out(line.rstrip("\n"))                  # the console echoes what it got
     assert line.startswith("@@go "), line
+    out("@@" + json.dumps({"got": json.loads(line[5:])}))
+    out('@@{"walk": {"ipa": 2147483648, "id": "w2", "bytes": 4}}')
+    line = sys.stdin.readline()
     out("@@" + json.dumps({"got": json.loads(line[5:])}))
     out('@@{"done": true}')
     out("[    3.1] reboot: Power down")
@@ -60,6 +72,7 @@ elif scenario == "hang":
     out("still booting")
     time.sleep(120)
 elif scenario == "panic":
+    out("[    1.9] Unable to handle kernel NULL pointer dereference at virtual address 0")
     out("[    2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100")
 elif scenario == "exit":
     out("qemu-system-aarch64: -cpu nosuch: unable to find CPU model 'nosuch'")

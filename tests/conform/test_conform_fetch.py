@@ -5,6 +5,7 @@ closure over synthetic ELF modules."""
 from __future__ import annotations
 
 import gzip
+import os
 import lzma
 import struct
 import subprocess
@@ -84,7 +85,6 @@ def test_update_skips_fresh_indexes_and_reports_failures(monkeypatch, tmp_path):
     # a day later the failure leaves the old indexes in use
     stamp = tmp_path / "apt/state/updated"
     old = time.time() - 2 * F.DAY_S
-    import os
     os.utime(stamp, (old, old))
     r = F.update()
     assert r.startswith("stale: apt-get update failed") and calls == [["apt-get", "update", "-q"]]
@@ -267,3 +267,105 @@ def test_modules_closure_cycle(tmp_path):
         (tmp_path / f"{n}.ko").write_bytes(elf_module({"depends": dep}))
     with pytest.raises(InputError, match="cycle: a -> b -> a"):
         F.modules_closure(tmp_path, ["a"])
+
+
+# ---------------------------------------------------------------- download and extract
+
+@pytest.fixture()
+def fake_registry(monkeypatch, tmp_path):
+    """A registry without network: ``apt-get download`` writes a tar (named .deb) of a
+    package tree, and ``dpkg-deb -x`` is a script that untars it."""
+    import tarfile
+    import threading
+    monkeypatch.setenv("MEMTYPES_CACHE", str(tmp_path / "cache"))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    dpkg = bindir / "dpkg-deb"
+    dpkg.write_text('#!/bin/sh\n[ "$1" = -x ] || exit 2\ntar -xf "$2" -C "$3" || '
+                    '{ echo "dpkg-deb: error: $2 is not a Debian format archive" >&2; '
+                    'exit 2; }\n')
+    dpkg.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    trees = {
+        "linux-binary-7.3.4+deb13-arm64": {"usr/lib/modules/7.3.4+deb13-arm64/vmlinuz": b"I"},
+        "linux-modules-7.3.4+deb13-arm64": {
+            "usr/lib/modules/7.3.4+deb13-arm64/kernel/drivers/vfio/vfio.ko.xz": b"M"},
+        "linux-base-7.3.4+deb13-arm64": {"usr/lib/modules/7.3.4+deb13-arm64/config": b"C"},
+        "linux-image-6.1.0-57-arm64": {"boot/vmlinuz-6.1.0-57-arm64": b"I",
+                                       "boot/config-6.1.0-57-arm64": b"C",
+                                       "lib/modules/6.1.0-57-arm64/kernel/x.ko": b"M"},
+    }
+    calls = []
+    lock = threading.Lock()
+
+    def fake_apt(args, *, cwd=None, timeout=600):
+        with lock:
+            calls.append(args)
+        if args[:2] != ["apt-get", "download"]:
+            return subprocess.CompletedProcess(args, 0, "", "")
+        for spec in args[3:]:
+            name = spec.split(":")[0].split("=")[0]
+            if name not in trees:
+                return subprocess.CompletedProcess(args, 100, "",
+                                                   f"E: Unable to locate package {name}")
+            deb = Path(cwd) / f"{name}_1_arm64.deb"
+            if trees[name] == "corrupt":
+                deb.write_bytes(b"not a deb")
+                continue
+            with tarfile.open(deb, "w") as t:
+                for rel, data in trees[name].items():
+                    src = Path(cwd) / ".src" / rel
+                    src.parent.mkdir(parents=True, exist_ok=True)
+                    src.write_bytes(data)
+                    t.add(src, arcname=rel)
+        return subprocess.CompletedProcess(args, 0, "", "")
+    monkeypatch.setattr(F, "_apt", fake_apt)
+    return trees, calls
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for d in (cache / "kernels", cache / "debs") if d.is_dir()
+                  for p in d.iterdir() if p.name.startswith("."))
+
+
+def test_fetch_kernel_split_and_whole(fake_registry, kernels, tmp_path):
+    trees, calls = fake_registry
+    k = by_version(kernels)
+    kf = F.fetch_kernel(k["7.3.4"])
+    assert kf.release == "7.3.4+deb13-arm64" and kf.image.read_bytes() == b"I"
+    assert kf.modules_dir == kf.root / "usr/lib/modules/7.3.4+deb13-arm64"
+    assert kf.config.read_bytes() == b"C"
+    assert calls[-1][3:] == ["linux-binary-7.3.4+deb13-arm64:arm64=7.3.4-1~bpo13+1",
+                             "linux-modules-7.3.4+deb13-arm64:arm64=7.3.4-1~bpo13+1",
+                             "linux-base-7.3.4+deb13-arm64:arm64=7.3.4-1~bpo13+1"]
+    n = len(calls)
+    assert F.fetch_kernel(k["7.3.4"]) == kf and len(calls) == n      # reused, no apt
+    old = F.fetch_kernel(k["6.1.192"])
+    assert (old.image.name, old.modules_dir.name, old.config.name) == \
+        ("vmlinuz-6.1.0-57-arm64", "6.1.0-57-arm64", "config-6.1.0-57-arm64")
+    assert _leftovers(tmp_path / "cache") == []
+    assert list((tmp_path / "cache/debs").iterdir()) == []         # .debs dropped
+
+
+def test_fetch_kernel_failures_leave_nothing(fake_registry, kernels, tmp_path):
+    trees, calls = fake_registry
+    k = by_version(kernels)
+    with pytest.raises(InputError, match="Unable to locate package linux-image-6.12.118"):
+        F.fetch_kernel(k["6.12.118"])
+    trees["linux-image-6.1.0-57-arm64"] = "corrupt"
+    with pytest.raises(InputError, match="dpkg-deb -x linux-image-6.1.0-57-arm64_1_arm64.deb "
+                                         "failed: dpkg-deb: error: .* is not a Debian"):
+        F.fetch_kernel(k["6.1.192"])
+    cache = tmp_path / "cache"
+    assert _leftovers(cache) == []
+    assert [p.name for p in (cache / "kernels").iterdir()] == []
+
+
+def test_fetch_kernel_twice_in_parallel(fake_registry, kernels):
+    from concurrent.futures import ThreadPoolExecutor
+    trees, calls = fake_registry
+    k = by_version(kernels)["7.3.4"]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda _: F.fetch_kernel(k), range(4)))
+    assert all(g == got[0] for g in got)
+    assert sum(1 for c in calls if c[:2] == ["apt-get", "download"]) == 1

@@ -139,6 +139,8 @@ def test_walk_page_through_concatenated_start_table():
     assert (r["memattr"], r["s2ap"], r["xn"], r["af"], r["sh"]) == (0xF, 1, 2, 1, 3)
     assert r["oa"] == 0x4567_8123
     assert r["start_level"] == 1 and r["ia_bits"] == 40
+    assert [(x["level"], x["addr"]) for x in r["path"]] == [
+        (1, l1 + 8 * 512), (2, l1 + 0x2000 + 8 * 3), (3, l1 + 0x3000 + 8 * 3)]
 
 
 def test_walk_block_and_unmapped():
@@ -225,3 +227,12 @@ def test_features_from_registers_read_on_qemu_10():
                    "mte": 0}
     assert features({"ctr_el0": 1 << 29, "id_aa64pfr1_el1": 0x120})["dic"] is True
     assert features({"id_aa64pfr1_el1": 0x120})["mte"] == 1
+
+
+def test_unsolicited_stop_packet_is_not_taken_for_a_reply():
+    """QEMU 7.2 sends "T02thread:01;" on its own when a client connects."""
+    c, stub = _pair(hello_stop=True, regs={"VTCR_EL2": 0x8001_3559})
+    c.handshake()
+    assert c.reg("VTCR_EL2") == 0x8001_3559
+    assert c.stop_reason().startswith(b"T05")     # "?" still gets its stop reply
+    c.close()

@@ -30,6 +30,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,12 @@ DAY_S = 24 * 3600
 QEMU_SUITE = "bookworm-backports"   # QEMU 10 built against bookworm's libraries
 QEMU_PACKAGES = ("qemu-system-arm", "qemu-system-common", "qemu-system-data")
 WHERE = "conform"
+Progress = Callable[[str], None]     # receives one line per slow step (update, download...)
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
 
 
 # ---------------------------------------------------------------------------- cache and APT
@@ -125,13 +132,13 @@ def ensure_config() -> Path:
 
 
 @contextmanager
-def _locked(name: str):
-    """An exclusive advisory lock on cache/<name>.lock (serialises apt runs and extractions
-    of the same thing across processes)."""
+def _locked(name: str, *, shared: bool = False):
+    """An advisory lock on cache/.<name>.lock across processes and threads: exclusive
+    (index updates, extractions of one package) or shared (queries of the indexes)."""
     p = cache_dir() / f".{name}.lock"
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -181,7 +188,8 @@ def _lists_age_s() -> float | None:
     return max(0.0, time.time() - stamp.stat().st_mtime)
 
 
-def update(max_age_s: float = DAY_S, *, force: bool = False) -> str:
+def update(max_age_s: float = DAY_S, *, force: bool = False,
+           progress: Progress | None = None) -> str:
     """Refresh the private indexes with ``apt-get update`` when they are older than
     ``max_age_s`` (or missing, or ``force``). Returns "fresh" (nothing done), "updated", or
     "stale: <why>" when the update failed but older complete indexes remain usable; raises
@@ -191,6 +199,7 @@ def update(max_age_s: float = DAY_S, *, force: bool = False) -> str:
         age = _lists_age_s()
         if not force and age is not None and age < max_age_s:
             return "fresh"
+        _say(progress, "updating the Debian indexes (apt-get update, about 60 MB)")
         proc = _apt(["apt-get", "update", "-q"])
         bad = proc.returncode != 0 or re.search(r"^(E:|W: Failed to fetch)", proc.stderr, re.M)
         if not bad:
@@ -404,24 +413,24 @@ def kernels_from_stanzas(stanzas: list[dict[str, str]]) -> list[KernelPkg]:
     return out
 
 
-def available_kernels() -> list[KernelPkg]:
+def available_kernels(progress: Progress | None = None) -> list[KernelPkg]:
     """Every generic arm64 kernel in the private indexes (updating them first if they are
     missing or older than a day), oldest first."""
-    update()
-    proc = _apt(["apt-cache", "pkgnames", "linux-"])
-    if proc.returncode != 0:
-        raise InputError(f"apt-cache pkgnames failed: {_apt_error(proc)}", where=WHERE)
-    names = candidate_names(proc.stdout.split())
-    if not names:
-        raise InputError("the Debian indexes list no arm64 kernels", where=WHERE,
-                         expected="indexes of bookworm..experimental (run with a network)")
-    stanzas: list[dict[str, str]] = []
-    for i in range(0, len(names), 200):
-        proc = _apt(["apt-cache", "show"]
-                    + [f"{n}:arm64" for n in names[i:i + 200]])
-        if proc.returncode not in (0, 100):
-            raise InputError(f"apt-cache show failed: {_apt_error(proc)}", where=WHERE)
-        stanzas += parse_stanzas(proc.stdout)
+    update(progress=progress)
+    with _locked("apt", shared=True):
+        proc = _apt(["apt-cache", "pkgnames", "linux-"])
+        if proc.returncode != 0:
+            raise InputError(f"apt-cache pkgnames failed: {_apt_error(proc)}", where=WHERE)
+        names = candidate_names(proc.stdout.split())
+        if not names:
+            raise InputError("the Debian indexes list no arm64 kernels", where=WHERE,
+                             expected="indexes of bookworm..experimental (run with a network)")
+        stanzas: list[dict[str, str]] = []
+        for i in range(0, len(names), 200):
+            proc = _apt(["apt-cache", "show"] + [f"{n}:arm64" for n in names[i:i + 200]])
+            if proc.returncode not in (0, 100):
+                raise InputError(f"apt-cache show failed: {_apt_error(proc)}", where=WHERE)
+            stanzas += parse_stanzas(proc.stdout)
     return kernels_from_stanzas(stanzas)
 
 
@@ -431,8 +440,8 @@ RE_SERIES = re.compile(r"\d+\.\d+")
 RE_EXACT = re.compile(r"\d+\.\d+\.\d+|\d+\.\d+-rc\d+")
 
 
-def select(specs: list[str] | str, available: list[KernelPkg] | None = None
-           ) -> list[KernelPkg]:
+def select(specs: list[str] | str, available: list[KernelPkg] | None = None,
+           progress: Progress | None = None) -> list[KernelPkg]:
     """The kernels ``specs`` name (a list, or one comma-separated string): ``default`` (every
     series, its newest point release that has its modules; release candidates only where a
     series has nothing else), a series ``7.2`` (likewise), an exact release ``6.12.117`` or
@@ -446,7 +455,7 @@ def select(specs: list[str] | str, available: list[KernelPkg] | None = None
         raise InputError("no kernel named", where="--kernels",
                          expected="default, a series (7.2), a release (6.12.117) or a range "
                                   "(6.12.43..6.12.118)")
-    avail = available_kernels() if available is None else available
+    avail = available_kernels(progress) if available is None else available
     by_series: dict[str, list[KernelPkg]] = {}
     for k in avail:
         by_series.setdefault(k.series, []).append(k)
@@ -650,7 +659,7 @@ def local_kernel(image: Path, modules_dir: Path | None = None) -> KernelFiles:
                        root=None, config=config)
 
 
-def fetch_kernel(pkg: KernelPkg) -> KernelFiles:
+def fetch_kernel(pkg: KernelPkg, progress: Progress | None = None) -> KernelFiles:
     """Download and extract ``pkg`` (and its modules package when the index has it) into the
     cache; return its files. Idempotent: an extracted kernel is reused without any network."""
     base = cache_dir() / "kernels"
@@ -664,8 +673,12 @@ def fetch_kernel(pkg: KernelPkg) -> KernelFiles:
                     specs.append(f"{pkg.modules_pkg}:arm64={pkg.modules_version}")
                 if pkg.base_pkg:
                     specs.append(f"{pkg.base_pkg}:arm64={pkg.base_version}")
+                _say(progress, f"downloading {pkg.image_pkg}"
+                     f"{' and its modules' if len(specs) > 1 else ''} "
+                     f"({pkg.size / 1e6:.0f} MB)")
                 debs = _download(specs, cache_dir() / "debs")
                 try:
+                    _say(progress, f"extracting {pkg.image_pkg}")
                     _extract(debs, dest)
                 finally:
                     shutil.rmtree(debs[0].parent, ignore_errors=True)
@@ -721,10 +734,11 @@ def package_for_soname(soname: str, depends: str) -> str:
     return hits[0] if hits else base
 
 
-def qemu_version_in(suite: str) -> str:
+def qemu_version_in(suite: str, progress: Progress | None = None) -> str:
     """The Debian version of qemu-system-arm that ``suite`` carries (``apt-cache madison``)."""
-    update()
-    proc = _apt(["apt-cache", "madison", "qemu-system-arm"])
+    update(progress=progress)
+    with _locked("apt", shared=True):
+        proc = _apt(["apt-cache", "madison", "qemu-system-arm"])
     for ln in proc.stdout.splitlines():
         parts = [p.strip() for p in ln.split("|")]
         if len(parts) >= 3 and re.search(rf"\s{re.escape(suite)}/", " " + parts[2]):
@@ -733,12 +747,13 @@ def qemu_version_in(suite: str) -> str:
                      expected="QEMU 10 from bookworm-backports")
 
 
-def fetch_qemu(*, system_fallback: bool = False) -> QemuFiles:
+def fetch_qemu(*, system_fallback: bool = False, progress: Progress | None = None
+               ) -> QemuFiles:
     """QEMU 10 from bookworm-backports, extracted into the cache (reused when present). With
     ``system_fallback``, a failure to fetch or run it falls back to the machine's own
     ``qemu-system-aarch64`` (``apt-get install qemu-system-arm``)."""
     try:
-        return _fetch_qemu()
+        return _fetch_qemu(progress)
     except InputError:
         if not system_fallback:
             raise
@@ -750,17 +765,18 @@ def fetch_qemu(*, system_fallback: bool = False) -> QemuFiles:
         return QemuFiles(Path(sysq), None, _qemu_version(Path(sysq), {}), {})
 
 
-def _fetch_qemu() -> QemuFiles:
+def _fetch_qemu(progress: Progress | None) -> QemuFiles:
     base = cache_dir() / "qemu"
     existing = sorted(p for p in base.glob("*") if p.is_dir() and not p.name.startswith("."))
     if existing:
         root = existing[-1]
     else:
-        ver = qemu_version_in(QEMU_SUITE)
+        ver = qemu_version_in(QEMU_SUITE, progress)
         root = base / _safe(ver)
         base.mkdir(parents=True, exist_ok=True)
         with _locked("qemu"):
             if not root.is_dir():
+                _say(progress, f"downloading QEMU {ver} from {QEMU_SUITE} (about 13 MB)")
                 debs = _download([f"{p}={ver}" for p in QEMU_PACKAGES], cache_dir() / "debs")
                 try:
                     _extract(debs, root)

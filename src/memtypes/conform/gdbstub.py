@@ -30,6 +30,9 @@ WANTED = ("VTTBR_EL2", "VTCR_EL2", "HCR_EL2", "ID_AA64MMFR2_EL1", "ID_AA64MMFR0_
           "ID_AA64PFR1_EL1", "CTR_EL0")
 
 
+STOP_REPLY = re.compile(rb"[TS][0-9a-fA-F]{2}")
+
+
 class GdbError(RuntimeError):
     """A protocol failure or an ``Exx`` reply; one line."""
 
@@ -175,6 +178,10 @@ class RemoteClient:
             data = data.encode()
         self._send_packet(data)
         reply = self._read_packet(timeout_s)
+        # a stop notification the stub sent on its own (QEMU 7.2 sends "T02thread:01;"
+        # when a client connects) is no reply to anything but "?": skip it
+        while data != b"?" and STOP_REPLY.match(reply):
+            reply = self._read_packet(timeout_s)
         if re.fullmatch(rb"E[0-9a-fA-F]{2}", reply) or reply.startswith(b"E."):
             raise GdbError(f"gdbstub error {reply.decode(errors='replace')} for "
                            f"{data[:40].decode(errors='replace')}")
@@ -326,6 +333,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
     if not table:
         raise WalkError("VTTBR_EL2 is 0: the CPU is not in the guest")
     first = True
+    path: list[dict] = []
     while True:
         lsb = level_lsb(level)
         width = (ia_bits - lsb) if first else 9
@@ -333,6 +341,7 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
         idx = (ipa >> lsb) & ((1 << width) - 1)
         daddr = table + 8 * idx
         desc = read_u64(daddr)
+        path.append({"level": level, "addr": daddr, "desc": desc})
         first = False
         kind = desc & 3
         if not desc & 1:
@@ -367,13 +376,14 @@ def walk_tables(read_u64, vttbr: int, vtcr: int, ipa: int) -> dict:
             "ds": ds,
             "ia_bits": ia_bits,
             "start_level": start_level(vtcr),
+            "path": path,
         }
 
 
 class Stage2Walker:
     """Stage-2 walks of the guest the emulated CPU is running, through a RemoteClient."""
 
-    def __init__(self, client: RemoteClient, *, tries: int = 40, retry_sleep_s: float = 0.005
+    def __init__(self, client: RemoteClient, *, tries: int = 100, retry_sleep_s: float = 0.005
                  ) -> None:
         self.c = client
         self.tries = tries

@@ -9,7 +9,8 @@ out the default network card); ``-nographic`` puts the first UART on QEMU's
 stdin/stdout.
 
 Protocol with the agent: it prints lines beginning ``@@`` followed by a JSON object. On
-``@@{"walk": {"ipa": N, "id": "..."}}`` the agent's vCPU is spinning inside its guest; the
+``@@{"walk": {"ipa": N, "id": "..."}}`` (optionally ``"bytes": K``, 0..4096, how much to read
+at the output address; 8 by default) the agent's vCPU is spinning inside its guest; the
 harness halts QEMU through the gdbstub, walks stage 2 for that IPA, lets QEMU run again,
 records the result as its own line ``@@{"s2": {"id": ..., "ipa": N, ...}}`` and writes
 ``@@go <the same JSON>`` followed by a newline to the console, which the agent reads on stdin
@@ -38,6 +39,9 @@ from memtypes.conform.gdbstub import GdbError, RemoteClient, Stage2Walker
 
 APPEND = "console=ttyAMA0 rdinit=/init panic=-1 quiet"
 PANIC_MARKERS = ("Kernel panic - not syncing",)
+# kernel messages worth reporting that do not end the run (printed even with "quiet": the
+# oops path logs at KERN_ALERT/KERN_EMERG)
+SPLAT_MARKERS = ("Internal error:", "Unable to handle kernel", "BUG:", "Oops")
 DONE_GRACE_S = 10.0          # after "done", how long QEMU has to power off
 
 
@@ -48,7 +52,8 @@ class BootResult:
     ``@@`` JSON objects (agent's and harness's); ``status``: QEMU's exit status (negative:
     killed by that signal; None: still running when abandoned); ``wall_s``: start to exit;
     ``init_s``: start to the first ``@@`` line (None if never); ``done``: the agent said
-    done; ``error``: one line, or None when the run was clean."""
+    done; ``error``: one line, or None when the run was clean; ``splats``: kernel oops/BUG
+    lines seen (the run went on)."""
 
     lines: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
@@ -58,6 +63,7 @@ class BootResult:
     done_s: float | None = None     # start to the agent's "done"
     done: bool = False
     error: str | None = None
+    splats: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
 
 
@@ -70,6 +76,12 @@ class BootControl:
         self._sock = sock
         self._client: RemoteClient | None = None
         self._walker: Stage2Walker | None = None
+        self.stop_reason: str | None = None
+        self._broken: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """End the run after this line: QEMU is killed and ``reason`` becomes the error."""
+        self.stop_reason = reason
 
     def send(self, text: str) -> None:
         if "\x01" in text:
@@ -79,16 +91,17 @@ class BootControl:
         self._proc.stdin.write(text.encode())
         self._proc.stdin.flush()
 
-    def walk_s2(self, ipa: int) -> dict:
+    def walk_s2(self, ipa: int, data_bytes: int = 8) -> dict:
         """{"level", "block_size", "memattr", "s2ap", "xn", "af", "sh", "oa", "desc",
-        "data", "vttbr", "vtcr", "hcr", ...} or {"error": "..."}."""
+        "path", "data" (``data_bytes`` at the output address, hex), "vttbr", "vtcr", "hcr",
+        "features", "tries", ...} or {"error": "..."}."""
         if self._sock is None:
             return {"error": "no gdbstub: boot(..., gdb=True) is needed for stage-2 walks"}
         try:
             self._connect()
-            return self._walker.walk(ipa)
+            return self._walker.walk(ipa, data_bytes=data_bytes)
         except (GdbError, OSError) as e:
-            return {"error": f"gdbstub: {e}"}
+            return self._fail(e)
 
     def sysregs(self) -> dict:
         """The EL2/ID registers the walk uses and their decoded ``features`` (FWB, DIC,
@@ -99,9 +112,26 @@ class BootControl:
             self._connect()
             return self._walker.snapshot()
         except (GdbError, OSError) as e:
-            return {"error": f"gdbstub: {e}"}
+            return self._fail(e)
+
+    def _fail(self, e: Exception) -> dict:
+        """After a protocol failure: let the guest run again (QEMU halted it when the client
+        connected), drop the connection, and answer every later request with this error
+        rather than halting the machine again."""
+        self._broken = f"gdbstub: {e}"
+        if self._client is not None:
+            try:
+                self._client.running = False
+                self._client.cont()
+            except (GdbError, OSError):
+                pass
+            self._client.close()
+            self._client = self._walker = None
+        return {"error": self._broken}
 
     def _connect(self) -> None:
+        if self._broken:
+            raise GdbError(self._broken.removeprefix("gdbstub: "))
         if self._client is None:
             self._client = RemoteClient(self._sock)
             self._client.handshake()
@@ -162,11 +192,10 @@ def command(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte
         machine += ",iommu=smmuv3"
     cmd = [str(qemu.binary)]
     if qemu.datadir is not None:
-        cmd += ["-L", str(qemu.datadir)]
-    if _version_tuple(qemu.version) >= (7, 1):
-        # no audio backend: an extracted QEMU would otherwise probe the system QEMU's
-        # audio modules and abort ("Only modules from the same build can be loaded")
-        cmd += ["-audio", "none"]
+        # an extracted QEMU: its firmware folder, and no audio backend, else it probes the
+        # system QEMU's audio modules and aborts ("Only modules from the same build can be
+        # loaded"); QEMU 7.2's -audio would want a model, but a system QEMU needs neither
+        cmd += ["-L", str(qemu.datadir), "-audio", "none"]
     cmd += ["-M", machine, "-cpu", cpu, "-smp", "1", "-m", memory, "-accel", "tcg",
             "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", append]
@@ -176,13 +205,6 @@ def command(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte
     if gdb_sock is not None:
         cmd += ["-gdb", f"unix:{gdb_sock},server,nowait"]
     return cmd + list(extra or [])
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in v.split(".")[:2])
-    except ValueError:
-        return (0,)
 
 
 def _reader(stream, q: queue.Queue) -> None:
@@ -217,9 +239,11 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
          memory: str = "1G", append: str = APPEND, extra: list[str] | None = None
          ) -> BootResult:
     """Boot, feed every console line to ``on_line(line, ctl)``, serve the agent's walk
-    requests, and return when QEMU exits, the agent is done and QEMU powered off, the time
-    limit passes (QEMU killed), or a kernel panic is seen. QEMU runs in its own process
-    group and is killed (with everything it started) on any way out of this function."""
+    requests, and return when QEMU exits (after the agent's done, a kernel panic, or on its
+    own), when the time limit passes, or when ``on_line`` calls ``ctl.stop``; QEMU is given
+    ``DONE_GRACE_S`` to power off after done or a panic. QEMU runs in its own process group
+    and is killed (with everything it started) on any way out of this function, an
+    exception from ``on_line`` or Ctrl-C included."""
     _install_handlers()
     res = BootResult()
     tmp = Path(tempfile.mkdtemp(prefix="memtypes-qemu-"))
@@ -272,10 +296,16 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
                 res.records.append(rec)
             if any(m in line for m in PANIC_MARKERS) and res.error is None:
                 res.error = f"kernel panic: {line.strip()}"
+                done_at = time.monotonic()  # panic=-1 and -no-reboot: QEMU exits now
+            elif rec is None and any(m in line for m in SPLAT_MARKERS):
+                res.splats.append(line.strip())
             if on_line is not None:
                 on_line(line, ctl)
             if rec is not None and isinstance(rec.get("walk"), dict):
                 _serve_walk(rec["walk"], ctl, res, on_line)
+            if ctl.stop_reason is not None:
+                res.error = ctl.stop_reason
+                break
             if rec is not None and rec.get("done") is True:
                 res.done = True
                 done_at = time.monotonic()
@@ -297,6 +327,7 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
         _kill_group(proc.pid)            # anything QEMU left in its group
         with _LIVE_LOCK:
             _LIVE.discard(proc.pid)
+        th.join(timeout=5)               # EOF follows the kill: the reader ends by itself
         for s in (proc.stdin, proc.stdout):
             try:
                 if s:
@@ -313,12 +344,15 @@ def boot(qemu: QemuFiles, kernel: KernelFiles, initrd: Path, cpu: str, *, mte: b
 
 def _serve_walk(req: dict, ctl: BootControl, res: BootResult, on_line) -> None:
     ipa = req.get("ipa")
+    nbytes = req.get("bytes", 8)
     out: dict = {"id": req.get("id"), "ipa": ipa}
     if not isinstance(ipa, int) or ipa < 0:
         out["error"] = f"bad walk request {json.dumps(req)}: ipa must be a non-negative integer"
+    elif not isinstance(nbytes, int) or not 0 <= nbytes <= 4096:
+        out["error"] = f"bad walk request {json.dumps(req)}: bytes must be 0..4096"
     else:
         t = time.monotonic()
-        out.update(ctl.walk_s2(ipa))
+        out.update(ctl.walk_s2(ipa, nbytes))
         out["walk_ms"] = round((time.monotonic() - t) * 1000, 1)
     line = "@@" + json.dumps({"s2": out}, sort_keys=True)
     res.lines.append(line)
