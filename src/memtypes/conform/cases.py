@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from memtypes.linux.kvm.arm import CAPS
 from memtypes.linux.kvm.eras import Kernel
 
 # The backings the agent can produce on a QEMU virt machine (with an ivshmem-plain device for
@@ -49,9 +50,12 @@ class Case:
     pretag: bool = False
     tags: bool = False
     tags_errors: bool = False
+    caps: str = ""                 # kind "caps": the capability numbers to ask, comma-separated
 
     def as_agent(self) -> dict:
         d: dict = {"id": self.id, "kind": self.kind}
+        if self.kind == "caps":
+            d["caps"] = self.caps
         if self.kind == "slot":
             d.update(backing=self.backing, access=self.access, flags=self.flags, mte=self.mte,
                      remap=self.remap, walk=int(self.walk), misalign=int(self.misalign),
@@ -62,6 +66,8 @@ class Case:
 def from_agent(d: dict) -> dict:
     """The keyword arguments of the :class:`Case` that ``as_agent`` wrote as ``d``."""
     kw = {"id": str(d["id"]), "kind": str(d.get("kind", "slot"))}
+    if kw["kind"] == "caps":
+        kw["caps"] = str(d.get("caps") or "16,81,165,205,231,234,243,244")   # files recorded before "caps"
     if kw["kind"] == "slot":
         kw.update(backing=str(d["backing"]), access=str(d["access"]), flags=str(d.get("flags") or ""),
                   mte=str(d.get("mte", "off")), remap=d.get("remap"))
@@ -84,7 +90,8 @@ def generate(kernel: Kernel, *, mte: bool, pci: bool = True, vfio: bool = True) 
                 if (b != "guest-memfd" or (v.major, v.minor) >= GMEM_SINCE)
                 and (pci or not b.startswith("pci-"))
                 and (vfio or b != "vfio-pci-bar")]
-    cases = [Case(id="caps", kind="caps"), Case(id="mte-cap-order", kind="mte-cap-order")]
+    cases = [Case(id="caps", kind="caps", caps=",".join(str(n) for n, _ in CAPS)),
+             Case(id="mte-cap-order", kind="mte-cap-order")]
     for b in backings:
         for a in ACCESSES:
             cases.append(_slot(b, a))

@@ -10,7 +10,8 @@ model predicts it; nothing is skipped by name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from memtypes.arch.features import Features
 from memtypes.arch.reason import Reason
@@ -53,9 +54,10 @@ class HostFacts:
     mode: str = "unknown"          # vhe, nvhe, protected
     kvm: bool = False
     kmsg: tuple[str, ...] = ()
+    ipa_limit: int | None = None   # "kvm [1]: IPA Size Limit: N bits" (arch/arm64/kvm/reset.c kvm_set_ipa_limit)
 
     def as_dict(self) -> dict:
-        return {"release": self.release, "mode": self.mode, "kvm": self.kvm,
+        return {"release": self.release, "mode": self.mode, "kvm": self.kvm, "ipa_limit": self.ipa_limit,
                 "features": {k: int(v) for k, v in self.features.as_dict().items()}}
 
 
@@ -72,7 +74,11 @@ def host_features(obs: list[dict]) -> HostFacts:
             "nvhe" if ("nVHE mode initialized" in text or "Hyp mode initialized" in text) else
             "vhe" if "VHE mode initialized" in text else "unknown")
     feats = Features(fwb=fwb, dic=bool(host.get("dic")), mte=bool(host.get("hwcap2_mte")))
-    return HostFacts(str(host.get("release", "")), feats, mode, bool(host.get("kvm")), kmsg)
+    if "pkvm" in Features.names():
+        feats = replace(feats, pkvm=mode == "protected")
+    m = re.search(r"IPA Size Limit: (\d+) bits", text)
+    return HostFacts(str(host.get("release", "")), feats, mode, bool(host.get("kvm")), kmsg,
+                     int(m.group(1)) if m else None)
 
 
 def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
@@ -161,7 +167,7 @@ def compare(kernel: Kernel, cases: list[Case], obs: list[dict]) -> Comparison:
     cmp = Comparison(facts)
     for case in cases:
         seen = by.get(case.id, {})
-        pred: Prediction = predict(kernel, facts.features, case)
+        pred: Prediction = predict(kernel, facts.features, case, ipa_limit=facts.ipa_limit)
         blocked = seen.get("_unavailable") or seen.get("_error")
         if "*" in pred.na:
             for key, val in sorted(seen.items()):

@@ -26,7 +26,7 @@ from memtypes.arch.reason import Reason
 from memtypes.conform.cases import Case
 from memtypes.linux import drivers
 from memtypes.linux.kvm import guest as kvm_guest
-from memtypes.linux.kvm.arm import check_extension, enable_cap
+from memtypes.linux.kvm.arm import CAPS, check_extension, enable_cap
 from memtypes.linux.kvm.eras import Kernel
 from memtypes.linux.kvm.explain import explain
 from memtypes.linux.kvm.kvm_host import Vm
@@ -54,11 +54,6 @@ ALIASES: dict[str, str] = {
     "memfd-shared": "shmem",
     "tmpfs-shared": "shmem",
 }
-
-# capabilities the model answers (linux/kvm/arm.py check_extension); the others are observed
-# and reported as not modelled
-MODELLED_CAPS = (16, 205, 243, 244)
-
 
 def model_kind(agent_kind: str) -> str | None:
     """The model's backing kind for an agent backing, or None if the model has none."""
@@ -89,12 +84,23 @@ def _explain_kwargs() -> set[str]:
     return set(inspect.signature(explain).parameters)
 
 
-def predict_caps(kernel: Kernel, host: Features, pred: Prediction) -> None:
-    for cap in MODELLED_CAPS:
-        sys_v, sys_e, r1 = check_extension(kernel.rules, host, cap, vm_fd=False)
-        vm_v, vm_e, r2 = check_extension(kernel.rules, host, cap, vm_fd=True)
+def predict_caps(kernel: Kernel, host: Features, pred: Prediction, ipa_limit: int | None = None,
+                 asked: str = "") -> None:
+    """KVM_CHECK_EXTENSION on /dev/kvm and on a VM fd, for every capability the model knows
+    (``linux.kvm.arm.CAPS``) that the case asked; the IPA limit is the one the booted kernel
+    printed."""
+    wanted = {int(x) for x in asked.split(",") if x.strip().isdigit()} if asked else None
+    for cap, _name in CAPS:
+        if wanted is not None and cap not in wanted:
+            continue
+        sys_v, sys_e, r1 = check_extension(kernel.rules, host, cap, vm_fd=False, ipa_limit=ipa_limit)
+        vm_v, vm_e, r2 = check_extension(kernel.rules, host, cap, vm_fd=True, ipa_limit=ipa_limit)
+        if sys_v is None and sys_e is None:
+            pred.na[f"cap:{cap}"] = "the model does not know this host's value"
+            continue
         pred.add(f"cap:{cap}", {"system": -1 if sys_e else sys_v, "system_errno": errno_name(sys_e),
-                                "vm": -1 if vm_e else vm_v, "vm_errno": errno_name(vm_e)}, (r1, r2))
+                                "vm": -1 if vm_e else vm_v, "vm_errno": errno_name(vm_e)},
+                 (r1,) if r1 == r2 else (r1, r2))
 
 
 def predict_mte_order(kernel: Kernel, host: Features, pred: Prediction) -> None:
@@ -180,10 +186,10 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
                 pred.add(f"copy_tags:{what}", {"errno": errno_name(err)}, (r,))
 
 
-def predict(kernel: Kernel, host: Features, case: Case) -> Prediction:
+def predict(kernel: Kernel, host: Features, case: Case, *, ipa_limit: int | None = None) -> Prediction:
     pred = Prediction()
     if case.kind == "caps":
-        predict_caps(kernel, host, pred)
+        predict_caps(kernel, host, pred, ipa_limit, case.caps)
     elif case.kind == "mte-cap-order":
         predict_mte_order(kernel, host, pred)
     else:
