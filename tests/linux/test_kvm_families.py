@@ -126,8 +126,11 @@ def test_gmem_mte_describe_surfaces_unverified():
     from memtypes.explore.model import act
     m = mte.build("6.18", "mainline", mte.FAMILY.default_params)
     s = m.init_states()[2]
-    for a in (act("vmm", "enable_mte"), act("vmm", "start_vcpus"),
-              act("vmm", "create_memslot", slot=0, backing="guest-memfd", flags="gmem_only")):
+    # 6.18-7.1 refuse the slot in an MTE VM (P8) but grant MTE after the slot exists (conform, 6.18.5+)
+    assert m.next_state(m.next_state(s, act("vmm", "enable_mte")),
+                        act("vmm", "create_memslot", slot=0, backing="guest-memfd", flags="gmem_only")) is None
+    for a in (act("vmm", "create_memslot", slot=0, backing="guest-memfd", flags="gmem_only"),
+              act("vmm", "enable_mte"), act("vmm", "start_vcpus")):
         s = m.next_state(s, a)
     a = act("guest", "access", slot=0, s1="Normal-WB")
     n = m.next_state(s, a)

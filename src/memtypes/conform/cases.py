@@ -107,13 +107,16 @@ def generate(kernel: Kernel, *, mte: bool, pci: bool = True, vfio: bool = True) 
     if mte:
         for b in backings:
             cases.append(_slot(b, "read", prefix="mte-before/", mte="before", tags=True))
-        for b in ("anon-private", "ramfs-shared", "devzero-private", "tmpfs-private"):
+        for b in ("anon-private", "ramfs-shared", "devzero-private", "tmpfs-private") + \
+                (("guest-memfd",) if "guest-memfd" in backings else ()):
             cases.append(_slot(b, "read", prefix="mte-after/", mte="after", tags=True))
         cases.append(_slot("anon-private", "read", prefix="mte-pretag/", mte="before", pretag=True,
                            tags=True))
         cases.append(_slot("anon-private", "read", prefix="mte-tags-errors/", mte="before",
                            flags="log_dirty", tags=True, tags_errors=True))
-    return cases
+    # the agent binds the PCI device to vfio-pci at its first vfio case and keeps it bound, after
+    # which its sysfs resource files no longer mmap: every vfio case runs last
+    return sorted(cases, key=lambda c: "vfio-pci-bar" in (c.backing, c.remap))
 
 
 def cases_json(cases: list[Case]) -> bytes:

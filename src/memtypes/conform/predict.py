@@ -35,8 +35,11 @@ KVM_CAP_ARM_MTE = 205
 EC_IABT_CUR = 0x21    # ESR_ELx.EC: Instruction Abort taken without a change in Exception level
 
 R_ALIAS = Reason("conform/backing-alias", "mm/mmap.c shmem_zero_setup() (MAP_SHARED|MAP_ANONYMOUS is "
-                 "shmem); mm/memfd.c memfd_create() (a shmem file)",
-                 "the agent's backing is the model's kind of the same VMA")
+                 "shmem); mm/memfd.c memfd_create() and a tmpfs file are shmem files; fs/ramfs is not "
+                 "shmem (arch/arm64/include/asm/mman.h arch_calc_vm_flag_bits() 6.1.192-7.3.4: VM_MTE_ALLOWED for "
+                 "MAP_ANONYMOUS, MAP_HUGETLB, shmem_file(), is_file_hugepages())",
+                 "the agent's backing is the model's kind with the same VMA")
+
 R_TAGS_KEPT = Reason("kvm/sanitise_mte_tags/already-tagged",
                      "arch/arm64/kvm/mmu.c sanitise_mte_tags() skips a folio already PG_mte_tagged; "
                      "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() copies its tags "
@@ -47,13 +50,21 @@ R_TAGS_ZERO = Reason("kvm/mte_copy_tags/zeros", "arch/arm64/kvm/guest.c kvm_vm_i
                      "(7.3.4): a page sanitised at the fault, or not tagged, reads as zero tags",
                      "the guest's first fault cleared the page's tags (or it has none)")
 
-# Agent backings the model names differently: each maps to the model kind with the same VMA.
+# Agent backings the model names differently: each maps to the model kind with the same VMA
+# (flags, pgprot, memory behind it).
 ALIASES: dict[str, str] = {
     "anon-private": "anon",
     "anon-shared": "shmem",
-    "memfd-shared": "shmem",
     "tmpfs-shared": "shmem",
+    "tmpfs-private": "memfd-private",       # a shmem file mapped MAP_PRIVATE
+    "ramfs-private": "file-private",        # a page-cache file that is not shmem
+    "ramfs-shared": "file-shared",
+    "hugetlb-memfd": "hugetlb-shared",      # the agent maps its MFD_HUGETLB memfd MAP_SHARED
+    "hugetlb-anon": "hugetlb",
+    "pci-resource": "pci-sysfs-resource",
+    "pci-resource-wc": "pci-sysfs-resource-wc",
 }
+
 
 def model_kind(agent_kind: str) -> str | None:
     """The model's backing kind for an agent backing, or None if the model has none."""

@@ -91,6 +91,12 @@ R_HUGETLB_MTE = Reason(
     "6.13 per reference section 4 (UNVERIFIED release)",
     "MAP_HUGETLB (or a memfd with MFD_HUGETLB): VM_HUGETLB, MT_NORMAL, 2 MiB pages (always huge-page "
     "aligned), and VM_MTE_ALLOWED: KVM tags the whole huge folio through its head page")
+R_HUGETLB_SHARED = Reason(
+    "mm/mmap-hugetlb-shared", "mm/memfd.c memfd_create(MFD_HUGETLB) -> fs/hugetlbfs; arch/arm64/include/asm/mman.h "
+    "arch_calc_vm_flag_bits() is_file_hugepages() (7.2.13, 7.3.4; absent in 6.1.192 and 6.12.118); seen by memtypes "
+    "conform: an MTE VM refuses it on 6.1.192 (VM_SHARED, P3)",
+    "hugetlbfs memfd MAP_SHARED: VM_SHARED|VM_HUGETLB, MT_NORMAL, 2 MiB pages; VM_MTE_ALLOWED only where hugetlb "
+    "has MTE (6.13+)")
 R_HUGETLB_PIN = Reason(
     "mm/hugetlb-pin", "arch/arm64/kvm/mmu.c pkvm_mem_abort() folio_test_swapbacked() (7.3.4)",
     "a hugetlb folio is taken as not swap-backed, so a protected VM cannot use it (-EIO); not checked "
@@ -196,6 +202,13 @@ def _hugetlb(k: "_K") -> Backing:
     flags = VM_HUGETLB | (VM_MTE_ALLOWED if k.hugetlb_mte else 0)
     return Backing("hugetlb", Vma("hugetlb", flags, mm.NORMAL, RAM_TAGGED), RAM_TAGGED,
                    reason=R_HUGETLB_MTE if k.hugetlb_mte else R_HUGETLB_NOMTE, notes=(R_HUGETLB_PIN,))
+
+
+def _hugetlb_shared(k: "_K") -> Backing:
+    # a memfd created with MFD_HUGETLB (hugetlbfs file) mapped MAP_SHARED, as VMMs share guest RAM
+    flags = VM_SHARED | VM_HUGETLB | (VM_MTE_ALLOWED if k.hugetlb_mte else 0)
+    return Backing("hugetlb-shared", Vma("hugetlb-shared", flags, mm.NORMAL, RAM_TAGGED), RAM_TAGGED,
+                   reason=R_HUGETLB_SHARED, notes=(R_HUGETLB_PIN,))
 
 
 def _mmap_zero_private(k: "_K") -> Backing:
@@ -317,6 +330,7 @@ _BUILDERS = {
     "mixedmap-uncached": _mixedmap_uncached,
     "hole": _hole,
     "hugetlb": _hugetlb,
+    "hugetlb-shared": _hugetlb_shared,
     "memfd-private": _memfd_private,
     "memfd-shared": _memfd_shared,
     "devzero-private": _mmap_zero_private,

@@ -485,6 +485,10 @@ static void *map_backing(const char *kind, void *hva, size_t size, int prot, cha
 	} else if (!strcmp(kind, "pci-resource") || !strcmp(kind, "pci-resource-wc")) {
 		char path[400];
 		if (!pci_dev[0] && find_ivshmem()) { snprintf(why, nwhy, "no ivshmem PCI device"); errno = ENODEV; return MAP_FAILED; }
+		/* as a VMM's device model would: enable the device so that its BAR decodes (nothing
+		 * else binds ivshmem here; without this 6.1 left memory decoding off) */
+		snprintf(path, sizeof path, "%s/enable", pci_dev);
+		write_file(path, "1");
 		snprintf(path, sizeof path, "%s/resource2%s", pci_dev, strstr(kind, "-wc") ? "_wc" : "");
 		fd = open(path, O_RDWR | O_SYNC);
 		fl |= MAP_SHARED;

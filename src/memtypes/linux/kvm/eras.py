@@ -67,7 +67,8 @@ class Rules:
     pkvm_ext_filter_all: bool = False  # 7.2: kvm_pkvm_ext_allowed() filters every fd on a pKVM host
     pkvm_ioremap_eperm: bool = False   # kvm_phys_addr_ioremap() -EPERM on a pKVM host (read 6.1.192+)
     source_read: str = ""              # the Debian tree this version's arm64 KVM text was read in, if any
-    gmem_mte_excl: bool = False        # 7.2: guest_memfd slot and MTE refuse each other (P8, enable_cap)
+    gmem_mte_slot: bool = False        # 6.18 (seen 6.18.5+): a guest_memfd slot in an MTE VM is refused (P8)
+    gmem_mte_excl: bool = False        # 7.2: also KVM_CAP_ARM_MTE once a guest_memfd slot exists
     cap_user_memory2: bool = False     # KVM_CAP_USER_MEMORY2 231 (6.8)
     cap_sea_to_user: bool = False      # KVM_CAP_ARM_SEA_TO_USER 245 (6.19)
     cap_cacheable_pfnmap: bool = False  # cap 243 (6.17)
@@ -180,6 +181,12 @@ C_6_17_Y = (
 C_6_18 = C_6_17_Y + (
     Reason("era/6.18/gmem", "Fuad Tabba guest_memfd mmap series v13 (M-gmem); KVM_CAP_GUEST_MEMFD_FLAGS 244",
            "gmem_abort() for guest_memfd slots; P5 rejects gmem slots that are not gmem-only"),
+    Reason("era/6.18/gmem-mte-slot", "memtypes conform on Debian 6.18.5, 6.18.9, 6.18.12, 6.18.15, 6.19.14, "
+           "7.0.13 and 7.1.13 under QEMU 10.0.2 -cpu max (no Debian source for 6.18-7.1; 7.2.13 "
+           "kvm_arch_prepare_memory_region() \"guest_memfd is incompatible with MTE\")",
+           "a guest_memfd memslot in an MTE VM is refused (-EINVAL, P8), but KVM_CAP_ARM_MTE is still "
+           "granted after a guest_memfd slot exists (observed); 6.18.0-6.18.4 were not observed",
+           unverified=True),
 )
 C_7_0 = (
     Reason("era/7.0/fwb-for-all", "[GIT PULL] KVM/arm64 updates for 7.0, tag kvmarm-7.0 (M-pull70)",
@@ -281,7 +288,7 @@ ERA_6_17 = replace(ERA_6_9, era="6.17", span="6.17", first=(6, 17), changed_by=C
                    copy_tags_ebusy=True, device_test=DEV_PFNMAP_MAP_MEMORY, cacheable_pfnmap=True,
                    cpfn_memslot_check=True, cap_cacheable_pfnmap=True, hugetlb_mte=True)
 ERA_6_18 = replace(ERA_6_17, era="6.18", span="6.18-7.0", first=(6, 18), changed_by=C_6_18,
-                   page_leak_fixed=True, gmem_slots=True, cap_gmem_flags=True)
+                   page_leak_fixed=True, gmem_slots=True, cap_gmem_flags=True, gmem_mte_slot=True)
 ERA_7_1 = replace(ERA_6_18, era="7.1", span="7.1", first=(7, 1), changed_by=C_6_19 + C_7_0 + C_7_1,
                   mte_check_before_lock=True, w_rule_device=True, pkvm_memslot_rules=True,
                   pkvm_no_mte=True, ls64_dabt=True, cap_sea_to_user=True)

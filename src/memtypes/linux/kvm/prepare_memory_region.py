@@ -62,6 +62,9 @@ R_P5_OLD = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_ma
 R_P8 = Reason("kvm/prepare_memory_region/P8", f"{_SRC} \"guest_memfd is incompatible with MTE\" 7.2.13 and "
               "7.3.4 (Debian linux-source-7.2, -7.3)",
               "7.2+: a guest_memfd memslot in an MTE VM: -EINVAL (checked after P5, before the VMA walk)")
+R_P8_OBSERVED = Reason("kvm/prepare_memory_region/P8", "memtypes conform on Debian 6.18.5-7.1.13 (see era "
+                       "6.18/gmem-mte-slot); the check's text read in 7.2.13", "6.18+: a guest_memfd memslot in "
+                       "an MTE VM: -EINVAL (observed; the first 6.18 release is not verified)", unverified=True)
 R_P5_OLD_READ = Reason("kvm/prepare_memory_region/gmem-unsupported", "virt/kvm/kvm_main.c "
                        "check_memory_region_flags() 6.12.118 (Debian linux-source-6.12)",
                        "6.12: KVM_MEM_GUEST_MEMFD is a valid flag only when kvm_arch_has_private_mem(), which arm64 "
@@ -124,8 +127,8 @@ def _p5(rules, host, vm, change, slot, vma, rs):
 
 
 def _p8(rules, host, vm, change, slot, vma, rs):
-    if slot.gmem and rules.gmem_mte_excl and vm.mte:
-        rs.append(R_P8)
+    if slot.gmem and rules.gmem_mte_slot and vm.mte:
+        rs.append(R_P8 if rules.gmem_mte_excl else R_P8_OBSERVED)
         return EINVAL
     return None
 
