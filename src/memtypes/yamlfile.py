@@ -5,11 +5,19 @@ Host profiles, VM descriptions and scenario files all go through :func:`parse` /
 key path (``features.fwb``, ``devices[1].backing``, ``steps[2]``) to its 1-based line so that bad
 input can be reported as one line naming file, line and field.  Imports nothing of memtypes but
 :mod:`memtypes.errors`.
+
+Every input is bounded before anything is built from it: a file must be a regular file (a FIFO,
+a device such as ``/dev/zero`` or a directory is refused without reading) of at most
+:data:`MAX_BYTES`; characters YAML forbids (NUL, U+FFFE, ...) are refused with their line; the
+event stream is scanned first, so nesting deeper than :data:`MAX_DEPTH` and aliases that would
+expand to more than :data:`MAX_NODES` nodes (a "billion laughs" file) are refused before any
+node is composed or any alias expanded.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,57 @@ from typing import Any
 import yaml
 
 from memtypes.errors import InputError
+
+
+MAX_BYTES = 1 << 20
+"""Largest input file read (1 MiB: host profiles, VM and scenario files are a few KiB)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted."""
+MAX_NODES = 100_000
+"""Most nodes a document may have once every alias is expanded."""
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, max(0, pos)) + 1
+
+
+def _bounds(text: str, where: str) -> None:
+    """Scan the event stream (no composing, no alias expansion): refuse nesting deeper than
+    :data:`MAX_DEPTH` and documents whose aliases expand to more than :data:`MAX_NODES` nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        sizes: dict[str, int] = {}
+        stack: list[list] = []  # [anchor, size]
+        total = 0
+        while loader.check_event():
+            ev = loader.get_event()
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                stack.append([ev.anchor, 1])
+                if len(stack) > MAX_DEPTH:
+                    raise InputError(f"nested more than {MAX_DEPTH} levels deep", where=where,
+                                     line=ev.start_mark.line + 1,
+                                     expected="a shallower document")
+                continue
+            if isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, n = stack.pop()
+            elif isinstance(ev, yaml.ScalarEvent):
+                anchor, n = ev.anchor, 1
+            elif isinstance(ev, yaml.AliasEvent):
+                anchor, n = None, sizes.get(ev.anchor, 1)
+            else:
+                continue
+            if anchor is not None:
+                sizes[anchor] = n
+            if stack:
+                stack[-1][1] += n
+            else:
+                total += n
+            if total + sum(f[1] for f in stack) > MAX_NODES:
+                raise InputError(f"expands to more than {MAX_NODES:,} nodes (aliases?)",
+                                 where=where, line=ev.start_mark.line + 1,
+                                 expected="a document without alias bombs")
+    finally:
+        loader.dispose()
 
 
 def _walk(node: yaml.Node, path: str, lines: dict[str, int], where: str) -> None:
@@ -44,8 +103,10 @@ def parse(text: str, where: str, *, expected: str = "a YAML mapping") -> tuple[A
     """Parse ``text`` safely; return the data and the key-path -> line map.
 
     An empty document, malformed YAML or a duplicate key raises :class:`InputError`."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        _bounds(text, where)
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise InputError("the file is empty", where=where, line=1, expected=expected)
@@ -57,23 +118,74 @@ def parse(text: str, where: str, *, expected: str = "a YAML mapping") -> tuple[A
         what = " ".join(str(e.problem or e.context or "malformed YAML").split())
         raise InputError(f"not valid YAML: {what}", where=where,
                          line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as e:
+        ch = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
+        raise InputError(f"character U+{ch:04X} is not allowed in YAML", where=where,
+                         line=_line_of(text, e.position),
+                         expected="printable UTF-8 text") from None
     except yaml.YAMLError as e:
         raise InputError(f"not valid YAML: {' '.join(str(e).split())}", where=where) from None
+    except RecursionError:  # pragma: no cover - _bounds refuses deep nesting first
+        raise InputError("nested too deeply", where=where, expected="a shallower document") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
 def read(path: str | Path, *, what: str = "file", expected: str = "a YAML mapping") -> tuple[Any, dict[str, int]]:
-    """Read and :func:`parse` a file; an unreadable file is an :class:`InputError`."""
+    """Read (:func:`read_text`) and :func:`parse` a file."""
+    return parse(read_text(path, what=what), str(path), expected=expected)
+
+
+def read_text(path: str | Path, *, what: str = "file", limit: int = MAX_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, or an :class:`InputError`:
+    a missing or unreadable file, a FIFO, device or directory (refused without reading, so
+    neither ``/dev/zero`` nor a FIFO can hang or exhaust memory), a larger file, not UTF-8."""
     p = Path(path)
     try:
-        text = p.read_text()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"no such {what}", where=str(p)) from None
     except OSError as e:
         raise InputError(f"cannot read {what}: {e.strerror}", where=str(p)) from None
-    except UnicodeDecodeError:
-        raise InputError(f"cannot read {what}: not UTF-8 text", where=str(p)) from None
-    return parse(text, str(p), expected=expected)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else
+                    "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                    "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                    "not a regular file")
+            raise InputError(f"cannot read {what}: {kind}", where=str(p), expected="a regular file")
+        chunks = []
+        size = 0
+        while size <= limit:
+            b = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+        if size > limit:
+            raise InputError(f"{what} is larger than {limit // 1024} KiB", where=str(p),
+                             expected=f"a file of at most {limit // 1024} KiB")
+    except OSError as e:
+        raise InputError(f"cannot read {what}: {e.strerror}", where=str(p)) from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        data = b"".join(chunks)
+        raise InputError(f"cannot read {what}: not UTF-8 text", where=str(p),
+                         line=data.count(b"\n", 0, e.start) + 1) from None
+
+
+def parse_value(text: str, where: str) -> Any:
+    """One YAML value typed on a command line (``--param``), with the same bounds as a file."""
+    if len(text) > 10_000:
+        raise InputError("value longer than 10,000 characters", where=where)
+    data, _ = parse(text, where, expected="a YAML value") if text.strip() else (None, {})
+    return data
 
 
 def write_atomic(path: str | os.PathLike, text: str, *, where: str = "") -> None:

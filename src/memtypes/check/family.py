@@ -56,3 +56,59 @@ def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo
         raise InputError(f"'{v}' is not an integer >= {lo}", where=f"{family}.{key}",
                          expected=f"an integer >= {lo}")
     return v
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "empty"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+def _same_type(value: Any, like: Any) -> bool:
+    if isinstance(like, bool):
+        return isinstance(value, bool)
+    if isinstance(like, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(like, str):
+        return isinstance(value, str)
+    return isinstance(value, type(like))
+
+
+def check_params(fam: Family, params: Mapping[str, Any], *, where: str = "--param") -> dict[str, Any]:
+    """Validate overrides of ``fam``'s parameters: every key one of its ``default_params``, every
+    value of its default's type (a boolean for a boolean, an integer for an integer, a list of
+    the default's element type for a list; the element type of an empty default list is a
+    string).  ``--param`` and scenario ``params:`` both go through here, so a value is refused
+    or accepted the same way on either path; the family's ``build`` checks ranges and names.
+    Raises :class:`~memtypes.errors.InputError` naming ``FAMILY.KEY``."""
+    from memtypes.errors import InputError, choices
+
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        target = f"{fam.name}.{key}"
+        if key not in fam.default_params:
+            raise InputError(f"family {fam.name} has no parameter '{key}'", where=where,
+                             field=str(key) if where != "--param" else target,
+                             expected=choices(fam.default_params, limit=16) or "no parameters")
+        like = fam.default_params[key]
+        if isinstance(like, (list, tuple)):
+            elem = like[0] if like else ""
+            example = "[" + ", ".join(str(x).lower() if isinstance(x, bool) else str(x)
+                                      for x in (like or ["NAME"])) + "]"
+            if not isinstance(value, list):
+                raise InputError(f"'{value}' is {_kind(value)}", where=where, field=target,
+                                 expected=f"a list like {example}")
+            for x in value:
+                if not _same_type(x, elem):
+                    raise InputError(f"element '{x}' is {_kind(x)}", where=where, field=target,
+                                     expected=f"a list of {_kind(elem).split(' ', 1)[1]}s like {example}")
+            out[key] = list(value)
+        elif not _same_type(value, like):
+            ex = str(like).lower() if isinstance(like, bool) else str(like)
+            raise InputError(f"'{value}' is {_kind(value)}", where=where, field=target,
+                             expected=f"{_kind(like)} (default {ex})"
+                             + (": true or false" if isinstance(like, bool) else ""))
+        else:
+            out[key] = value
+    return out

@@ -62,8 +62,12 @@ def _nonneg(v: int | None, opt: str) -> None:
 
 
 def _params(items: Optional[List[str]], fams: list) -> dict[str, dict]:
-    """``--param FAMILY.KEY=VALUE`` -> ``{family: {key: value}}``; VALUE is read as YAML."""
-    import yaml
+    """``--param FAMILY.KEY=VALUE`` -> ``{family: {key: value}}``; VALUE is read as YAML (with
+    the file loader's bounds) and validated by :func:`memtypes.check.family.check_params`, the
+    check scenario files' ``params:`` get too."""
+    from memtypes.check.family import check_params
+    from memtypes.errors import choices
+    from memtypes.yamlfile import parse_value
 
     out: dict[str, dict] = {}
     names = {f.name: f for f in fams}
@@ -75,15 +79,13 @@ def _params(items: Optional[List[str]], fams: list) -> dict[str, dict]:
                              expected="e.g. dma-iommufd.tv26=true")
         if fam not in names:
             raise InputError(f"unknown family '{fam}'", where="--param",
-                             expected=", ".join(names) or "a family being checked")
-        if key not in names[fam].default_params:
-            raise InputError(f"family {fam} has no parameter '{key}'", where="--param",
-                             expected=", ".join(names[fam].default_params) or "no parameters")
+                             expected=choices(names) or "a family being checked")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise InputError(f"'{raw}' is not a YAML value", where="--param", field=target) from None
-        out.setdefault(fam, {})[key] = value
+            value = parse_value(raw, f"--param {target}")
+        except InputError as e:
+            raise InputError(f"'{raw}' is not a YAML value: {e.what}", where="--param",
+                             field=target) from None
+        out.setdefault(fam, {}).update(check_params(names[fam], {key: value}))
     return out
 
 

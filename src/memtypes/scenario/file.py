@@ -208,13 +208,7 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
 
 def load(path: str | os.PathLike) -> Scenario:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such scenario file", where=str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {type(e).__name__}", where=str(p)) from None
-    return loads(text, where=str(p))
+    return loads(yamlfile.read_text(p, what="scenario file"), where=str(p))
 
 
 # -- saving ---------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from memtypes.arch import USUAL_S1
 from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
 from memtypes.check.family import ERAS, Family, int_param
@@ -127,6 +128,11 @@ class MigrationModel(TableModel):
             if r not in mig.REGION_KINDS:
                 raise InputError(f"unknown region '{r}'", where="migration.regions",
                                  expected=", ".join(mig.REGION_KINDS))
+        for key, known in (("vmm_checks", mig.CHECKS), ("guest_s1", tuple(USUAL_S1))):
+            for v in p.get(key) or ():
+                if v not in known:
+                    raise InputError(f"unknown {key} value '{v}'", where=f"migration.{key}",
+                                     expected=", ".join(known))
         checks = tuple(c for c in mig.CHECKS if c in p["vmm_checks"])
         self.s1s = tuple(str(s) for s in p.get("guest_s1") or ())
         kd = _kernel(kernel, variant)
