@@ -50,10 +50,12 @@ def _props(values: list[str] | None) -> list[str] | None:
     from memtypes.check import properties as catalogue
     out = []
     for v in values:
-        for p in filter(None, (x.strip() for x in v.split(","))):
-            catalogue.get(p)
-            out.append(p)
-    return out or None
+        parts = [x.strip() for x in v.split(",")]
+        if not all(parts):
+            raise InputError(f"'{v}' has an empty property name", where="--property",
+                             expected="property names or short column names, comma-separated")
+        out.extend(catalogue.get(p).name for p in parts)
+    return out
 
 
 def _nonneg(v: int | None, opt: str) -> None:

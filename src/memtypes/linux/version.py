@@ -47,6 +47,7 @@ def parse_version(text: str, *, where: str = "--kernel") -> KernelVersion:
 
 
 def split_variant(text: str) -> tuple[str, str | None]:
-    """``6.17+mte-rfc-2020`` -> (``6.17``, ``mte-rfc-2020``); ``6.12`` -> (``6.12``, None)."""
+    """``6.17+mte-rfc-2020`` -> (``6.17``, ``mte-rfc-2020``); ``6.12`` -> (``6.12``, None);
+    ``6.12+`` -> (``6.12``, ``""``): an empty variant is the caller's error, never dropped."""
     base, plus, variant = text.partition("+")
-    return base, (variant or None) if plus else None
+    return base, variant.strip() if plus else None
