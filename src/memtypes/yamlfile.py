@@ -212,3 +212,120 @@ def write_atomic(path: str | os.PathLike, text: str, *, where: str = "") -> None
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _existing_ancestor(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(path: str | os.PathLike, *, where: str, directory: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: an existing directory
+    where a file is wanted (or a file where a directory is), a non-empty existing directory
+    for a set of files, or a place where no file can be created (tried for real: a file is
+    created and removed in the nearest existing directory)."""
+    p = Path(path)
+    if directory:
+        if p.exists() and not p.is_dir():
+            raise InputError("not a directory", where=where, field=str(p),
+                             expected="a new or empty directory")
+        if p.is_dir() and any(p.iterdir()):
+            raise InputError("the directory is not empty", where=where, field=str(p),
+                             expected="a new or empty directory (the set is written whole)")
+    elif p.is_dir():
+        raise InputError("is a directory", where=where, field=str(p), expected="a file path")
+    base = _existing_ancestor(p if directory and p.is_dir() else p.parent)
+    if not base.is_dir():
+        raise InputError(f"{base} is not a directory", where=where, field=str(p),
+                         expected="a path in a writable directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".memtypes-probe.", dir=base)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError(f"cannot write in {base}: {e.strerror}", where=where, field=str(p),
+                         expected="a path in a writable directory") from None
+
+
+COMMITTED: list[str] = []
+"""Every output path an :class:`OutputSet` renamed into place in this process (what an
+interrupt message reports as written)."""
+
+
+class OutputSet:
+    """Several outputs written all or nothing: :meth:`file` and :meth:`directory` stage each
+    one next to its destination (a temporary file, a temporary folder), :meth:`commit` renames
+    them all into place; leaving the ``with`` block without committing (an error, an interrupt)
+    removes everything staged, so a reader never sees a partial output or half a set."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[str, Path]] = []
+        self.written: list[str] = []
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.discard()
+
+    def file(self, path: str | os.PathLike, text: str, *, where: str = "") -> None:
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+            self._staged.append((str(p), Path(tmp)))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
+        except OSError as e:
+            raise InputError(f"cannot write {p}: {e.strerror}", where=where or str(p)) from None
+
+    def directory(self, path: str | os.PathLike, files: list[tuple[str, str]], *,
+                  where: str = "") -> list[Path]:
+        """Stage a folder holding ``files`` (name, text); returns their final paths."""
+        p = Path(path)
+        try:
+            p.absolute().parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp",
+                                        dir=p.absolute().parent))
+            self._staged.append((str(p), tmp))
+            for name, text in files:
+                (tmp / name).write_text(text, encoding="utf-8")
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o777 & ~mask)
+        except OSError as e:
+            raise InputError(f"cannot write {p}: {e.strerror}", where=where or str(p)) from None
+        return [p / name for name, _ in files]
+
+    def commit(self) -> list[str]:
+        """Rename every staged output into place (an empty existing folder is replaced)."""
+        while self._staged:
+            dest, tmp = self._staged[0]
+            d = Path(dest)
+            try:
+                if tmp.is_dir() and d.is_dir():
+                    d.rmdir()  # empty (checked before the run); a non-empty one fails here
+                os.replace(tmp, d)
+            except OSError as e:
+                raise InputError(f"cannot write {d}: {e.strerror}", where=dest) from None
+            self._staged.pop(0)
+            self.written.append(dest)
+            COMMITTED.append(dest)
+        return self.written
+
+    def discard(self) -> None:
+        import shutil
+        for _, tmp in self._staged:
+            try:
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink()
+            except OSError:
+                pass
+        self._staged.clear()

@@ -85,17 +85,23 @@ def trace_scenario(r: PropertyResult, params: dict[str, Any]) -> tuple[dict[str,
     return d, header
 
 
-def save_traces(matrix: MatrixResult, directory: str | os.PathLike) -> list[Path]:
-    """One scenario file per violation; returns the paths written (in result order)."""
-    out: list[Path] = []
-    d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise InputError("not a directory", where=str(d), field="--save-traces",
-                         expected="a directory (created if missing)")
+def trace_files(matrix: MatrixResult) -> list[tuple[str, str]]:
+    """(file name, scenario text) of each violation's counterexample, in result order."""
+    out = []
     for r in matrix.violations:
         job = matrix.job(r.family, r.kernel, r.variant)
         data, header = trace_scenario(r, job.params)
-        p = d / trace_filename(r)
-        sc.save(p, data, header=header)
-        out.append(p)
+        out.append((trace_filename(r), sc.dump(data, header=header)))
     return out
+
+
+def save_traces(matrix: MatrixResult, directory: str | os.PathLike) -> list[Path]:
+    """One scenario file per violation in ``directory`` (new or empty), written as a set: into
+    a temporary folder beside it, renamed into place when complete.  Returns the paths."""
+    from memtypes.yamlfile import OutputSet, check_writable
+
+    check_writable(directory, where="--save-traces", directory=True)
+    with OutputSet() as out:
+        paths = out.directory(directory, trace_files(matrix), where="--save-traces")
+        out.commit()
+    return paths
