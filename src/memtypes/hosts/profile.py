@@ -188,3 +188,13 @@ def resolve(spec: str, *, where: str = "--host") -> HostProfile:
     raise InputError(f"unknown host '{spec}'", where=where,
                      expected="a built-in host (" + ", ".join(builtin_names())
                      + "), a YAML file, or KEY=0|1,... with KEY in " + ", ".join(Features.names()))
+
+
+def resolve_arm64(spec: str, *, where: str = "--host") -> HostProfile:
+    """:func:`resolve`, then refuse a non-arm64 profile (the x86-64 built-in, an x86 probe):
+    every model that takes a host models KVM arm64 stage 2."""
+    p = resolve(spec, where=where)
+    if p.arch != "arm64":
+        raise InputError(f"host '{p.name}' is {p.arch}, not arm64", where=where,
+                         expected="an arm64 host profile (KVM arm64 is what is modelled)")
+    return p

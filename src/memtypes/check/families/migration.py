@@ -55,7 +55,7 @@ from memtypes.check.family import ERAS, Family, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
-from memtypes.hosts.profile import resolve
+from memtypes.hosts.profile import resolve, resolve_arm64
 from memtypes.linux.kvm import variants as kvm_variants
 from memtypes.linux.kvm.eras import Kernel, kernel as resolve_kernel
 
@@ -122,7 +122,7 @@ class MigrationModel(TableModel):
         self.kernel, self.variant = kernel, variant
         p = dict(DEFAULT_PARAMS)
         p.update(params or {})
-        hosts = [resolve(str(h), where="migration.hosts") for h in p["hosts"]]
+        hosts = [resolve_arm64(str(h), where="migration.hosts") for h in p["hosts"]]
         regions = [str(r) for r in p["regions"]]
         for r in regions:
             if r not in mig.REGION_KINDS:
