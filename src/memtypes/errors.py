@@ -52,20 +52,25 @@ def choices(items, limit: int = 6) -> str:
 
 
 def _short(expected: str) -> str:
+    """``expected`` cut to a readable length: a list of choices (``a, b, c``, or ``x; y; z``,
+    maybe after a ``label: ``) keeps its first few items and says how many it left out."""
     if len(expected) <= EXPECTED_MAX:
         return expected
-    head, sep, rest = expected.rpartition(": ")
-    if sep and len(head) < EXPECTED_MAX // 2 and ", " in rest:
-        return f"{head}: {choices(rest.split(', '))}"[:EXPECTED_MAX * 2]
-    for sep in ("; ", ", "):
-        if sep in expected:
-            parts = expected.split(sep)
-            extra = 0
-            m = re.fullmatch(r"\.\.\. \((\d+) more\)\)?", parts[-1])
-            if m:  # already cut once: keep the count right
-                parts.pop()
-                extra = int(m.group(1))
-            return sep.join(parts[:4]) + f"{sep}... ({len(parts) - 4 + extra} more)" \
-                if len(parts) > 4 and len(sep.join(parts[:4])) <= EXPECTED_MAX * 2 \
-                else expected[:EXPECTED_MAX - 3] + "..."
+    head, colon, rest = expected.partition(": ")
+    if not colon or len(head) > EXPECTED_MAX // 2 or (", " not in rest and "; " not in rest):
+        head, rest = "", expected
+    for sep, keep in (("; ", 3), (", ", 6)):
+        if sep not in rest:
+            continue
+        parts = rest.split(sep)
+        extra = 0
+        m = re.fullmatch(r"\.\.\. \((\d+) more\)\)?", parts[-1])
+        if m:  # already cut once: keep the count right
+            parts.pop()
+            extra = int(m.group(1))
+        if len(parts) > keep:
+            cut = sep.join(parts[:keep]) + f"{sep}... ({len(parts) - keep + extra} more)"
+            cut = f"{head}: {cut}" if head else cut
+            if len(cut) <= EXPECTED_MAX * 2:
+                return cut
     return expected[:EXPECTED_MAX - 3] + "..."
