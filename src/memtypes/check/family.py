@@ -47,14 +47,19 @@ class Family:
         return kernel in self.kernels and (self.applies is None or self.applies(kernel, variant))
 
 
-def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo: int = 1) -> int:
-    """Integer parameter ``key`` of ``family`` (at least ``lo``): a wrong one is an
+def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo: int = 1,
+              hi: int | None = None) -> int:
+    """Integer parameter ``key`` of ``family`` (from ``lo`` to ``hi``): a wrong one is an
     :class:`~memtypes.errors.InputError` naming ``FAMILY.KEY`` (one line, exit code 2)."""
     from memtypes.errors import InputError
     v = params.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise InputError(f"'{v}' is not an integer >= {lo}", where=f"{family}.{key}",
-                         expected=f"an integer >= {lo}")
+    rng = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        num = isinstance(v, int) and not isinstance(v, bool)
+        raise InputError(f"{v} is out of range" if num else f"'{v}' is not an integer",
+                         where=f"{family}.{key}", expected=f"an integer {rng}"
+                         + (" (larger models are built eagerly and do not fit in memory)"
+                            if hi is not None and num and v > hi else ""))
     return v
 
 
@@ -73,6 +78,10 @@ def _same_type(value: Any, like: Any) -> bool:
     if isinstance(like, str):
         return isinstance(value, str)
     return isinstance(value, type(like))
+
+
+MAX_LIST = 32
+"""Longest list parameter accepted (hosts, regions, ...: the built-in choices are fewer)."""
 
 
 def check_params(fam: Family, params: Mapping[str, Any], *, where: str = "--param") -> dict[str, Any]:
@@ -103,6 +112,13 @@ def check_params(fam: Family, params: Mapping[str, Any], *, where: str = "--para
                 if not _same_type(x, elem):
                     raise InputError(f"element '{x}' is {_kind(x)}", where=where, field=target,
                                      expected=f"a list of {_kind(elem).split(' ', 1)[1]}s like {example}")
+            if len(value) > MAX_LIST:
+                raise InputError(f"{len(value)} elements", where=where, field=target,
+                                 expected=f"at most {MAX_LIST}")
+            dup = next((x for i, x in enumerate(value) if x in value[:i]), None)
+            if dup is not None:
+                raise InputError(f"'{dup}' is listed twice", where=where, field=target,
+                                 expected="each value once")
             out[key] = list(value)
         elif not _same_type(value, like):
             ex = str(like).lower() if isinstance(like, bool) else str(like)

@@ -307,8 +307,13 @@ class FleetMigrationModel(MigrationModel):
         return f"vm{v} " + super().describe(self._one(s[v]), inner, self._one(n[v]))
 
 
+MAX_VMS = 6
+"""Most VMs migrated at once (7 VMs take 1.1 GB and 30 s to build before the search; the
+default is 1, the benchmark 2)."""
+
+
 def build(kernel: str, variant: str, params: Mapping[str, Any]) -> MigrationModel:
-    vms = int_param(params or {}, "migration", "vms", 1)
+    vms = int_param(params or {}, "migration", "vms", 1, hi=MAX_VMS)
     if vms > 1:
         return FleetMigrationModel(kernel, variant, params, vms)
     return MigrationModel(kernel, variant, params)
