@@ -269,7 +269,9 @@ def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None
                              expected=", ".join(known))
     regions = [_region(data.get("memory", "anon"), where=where, lines=lines, path="memory",
                        default_name="ram")]
-    devs = data.get("devices") or []
+    devs = data.get("devices")
+    if devs is None:
+        devs = []
     if not isinstance(devs, list):
         raise InputError("'devices' must be a list", where=where, line=lines.get("devices"), field="devices",
                          expected="a list of KIND or {name: NAME, backing: KIND}")

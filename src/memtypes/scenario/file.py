@@ -164,6 +164,8 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
             raise err(f"'hosts' is {_type_name(hs)}", "hosts", "a list of host names")
         hosts = [x.strip() for x in hs]
         hkeys = [f"hosts[{i}]" for i in range(len(hs))]
+    if hosts is not None and "hosts" in params:
+        raise err("both 'params.hosts' and a host key", "params.hosts", "one of them")
     if hosts is not None:
         from memtypes.hosts.profile import resolve
         for h, key in zip(hosts, hkeys):
