@@ -287,3 +287,30 @@ def test_json_file_prints_only_the_headline(capsys, tmp_path):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("memtypes ")
+
+
+# -- what a newcomer reads ------------------------------------------------------------------------
+
+def test_headline_first_mainline_then_variants(capsys):
+    assert main(["check", "--family", "mte", "--kernel", "7.1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("mainline: ")
+    heads = [i for i, line in enumerate(out) if line.startswith(("mainline:", "variants:"))]
+    assert [out[i].split(":")[0] for i in heads[:2]] == ["mainline", "variants"]
+    counts = next(line for line in out if " job(s), " in line)
+    assert "n/a" not in counts
+
+
+def test_progress_lines_on_a_non_terminal(capsys):
+    from memtypes.check.runner import Job
+    from memtypes.cli.check import _Progress
+
+    p = _Progress(every=0.0)
+
+    class R:
+        states = 1234
+
+    p(1, 3, Job("mte", "7.1", "mainline"), R())
+    p(2, 3, None, None)  # a heartbeat while jobs run
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("memtypes check: 1/3 jobs, 1,234 states")
