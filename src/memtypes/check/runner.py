@@ -230,10 +230,10 @@ def _pool_run(job: Job, params: dict, max_depth, max_states, props, explorer) ->
                    max_states=max_states, props=props, explorer=explorer)
 
 
-def _pool_main(conn, fams_blob: bytes) -> None:
+def _pool_main(conn, fams_blob: bytes, parent: int | None = None) -> None:
     """A pool worker: jobs in, results (or the exception) out, until ``None`` or EOF."""
     from memtypes.explore.parallel import worker_setup
-    worker_setup()
+    worker_setup(parent)
     _pool_init(fams_blob)
     while True:
         try:
@@ -271,7 +271,7 @@ def _run_pool(used: int, blob: bytes, jobs: Sequence[Job], argv: Sequence[tuple]
     try:
         for _ in range(used):
             a, b = ctx.Pipe()
-            p = ctx.Process(target=_pool_main, args=(b, blob), daemon=True)
+            p = ctx.Process(target=_pool_main, args=(b, blob, os.getpid()), daemon=True)
             p.start()
             b.close()
             procs.append(p)

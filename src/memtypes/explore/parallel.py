@@ -32,7 +32,7 @@ from memtypes.explore.search import (ExploreResult, _rebuild, _split_props, next
                                      stable_fingerprint)
 
 
-def worker_setup() -> None:
+def worker_setup(parent: int | None = None) -> None:
     """Call first in every worker process memtypes starts: the worker ignores SIGINT (a Ctrl-C
     reaches the whole process group; the coordinator alone decides, and kills its workers) and,
     on Linux, is killed when its parent dies (``PR_SET_PDEATHSIG``), so that no worker outlives
@@ -46,7 +46,7 @@ def worker_setup() -> None:
             libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):  # pragma: no cover - no libc prctl
             pass
-    if os.getppid() == 1:  # the parent died before the line above: do not run orphaned
+    if parent is not None and os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
 
 
@@ -78,9 +78,9 @@ def stop_resource_tracker() -> None:
         pass
 
 
-def _worker(conn, model, wid: int, nw: int) -> None:
+def _worker(conn, model, wid: int, nw: int, parent: int | None = None) -> None:
     """One partition owner (see the module docstring for the protocol)."""
-    worker_setup()
+    worker_setup(parent)
     fpf = stable_fingerprint(model)
     nexts = next_states_fn(model)
     always, sometimes = _split_props(model)
@@ -164,7 +164,7 @@ def explore_parallel(model, *, max_depth=None, max_states=None, workers=2,
     conns, procs = [], []
     for w in range(nw):
         a, b = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(b, model, w, nw), daemon=True)
+        p = ctx.Process(target=_worker, args=(b, model, w, nw, os.getpid()), daemon=True)
         p.start()
         b.close()
         conns.append(a)

@@ -91,7 +91,8 @@ def notes_text(matrix) -> Text:
     if s.get("missing_families"):
         t.append(f"families not installed: {', '.join(s['missing_families'])}\n", style="dim")
     tm = s.get("timing", {})
-    t.append(f"{tm.get('seconds', 0):.1f} s on {s['workers']} worker(s)\n", style="dim")
+    t.append(f"checked {s['jobs']} job(s) in {tm.get('seconds', 0):.1f} s on {s['workers']} "
+             "worker(s); the summary is at the top\n", style="dim")
     if s.get("note"):
         t.append(f"note: {s['note']}\n", style="dim")
     return t
