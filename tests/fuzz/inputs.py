@@ -140,7 +140,8 @@ def scenarios(draw) -> Case:
                 or fam in ("dma-type1", "dma-iommufd") or "hosts" in data
             why = f"host {v!r}"
         elif key == "variant":
-            must, why = not isinstance(v, str), f"variant {v!r}"
+            # an empty optional key (null) is the key left out, as for params: and host files
+            must, why = v is not None and not (isinstance(v, str) and v.strip()), f"variant {v!r}"
         elif key == "params":
             must, why = v is not None and not isinstance(v, dict), f"params {v!r}"
     elif op == "param":
