@@ -314,3 +314,10 @@ def test_progress_lines_on_a_non_terminal(capsys):
     p(2, 3, None, None)  # a heartbeat while jobs run
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("memtypes check: 1/3 jobs, 1,234 states")
+
+
+def test_save_traces_alone_still_prints_the_report(capsys, tmp_path):
+    assert main(["check", "--family", "mte", "--kernel", "7.1", "--save-traces",
+                 str(tmp_path / "t")]) == 0
+    out, err = capsys.readouterr()
+    assert "Counterexamples" in out and "saved " in err

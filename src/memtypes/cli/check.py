@@ -209,7 +209,7 @@ def check(
 
     if json_out == "-":
         sys.stdout.write(doc)
-    elif written:
+    elif json_out or html_out:
         # the full report went to a file: print only what matters and where it went
         console = Console(width=None if sys.stdout.isatty() else 160)
         console.print(text.headline_text(matrix), end="")
