@@ -282,8 +282,11 @@ def _param_must_refuse(fam: str, key: str, v: Any, *, scenario: bool = False) ->
         return True
     if len(set(map(repr, v))) < len(v) or len(v) > 32:
         return True
+    # passthrough and mte slots may be backed by any driver KIND, "hole" (nothing mapped at
+    # the slot's address) included; a migrated VM's regions are real memory (no hole)
+    regions = KINDS + ("hole",) if fam in ("passthrough", "mte") else KINDS
     choices = {"hosts": ARM64_HOSTS, "vmm_checks": CHECKS, "guest_s1": S1,
-               "regions": KINDS, "mte": (True, False), "data_pages": (0, 1)}[key]
+               "regions": regions, "mte": (True, False), "data_pages": (0, 1)}[key]
     if key == "mte":
         return not all(isinstance(x, bool) for x in v)
     if key == "data_pages":
