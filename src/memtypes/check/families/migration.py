@@ -55,7 +55,7 @@ from memtypes.check.family import ERAS, Family, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
-from memtypes.hosts.profile import resolve, resolve_arm64
+from memtypes.hosts.profile import resolve_arm64
 from memtypes.linux.kvm import variants as kvm_variants
 from memtypes.linux.kvm.eras import Kernel, kernel as resolve_kernel
 

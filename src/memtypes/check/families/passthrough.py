@@ -40,7 +40,7 @@ from memtypes.check.family import ERAS, Family
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
-from memtypes.hosts.profile import resolve, resolve_arm64
+from memtypes.hosts.profile import resolve_arm64
 from memtypes.linux import drivers
 from memtypes.linux.drivers import GMEM_MMAP_VMA, Backing
 from memtypes.linux.kvm import variants as kvm_variants
