@@ -54,16 +54,22 @@ def test_kernel_mapping_and_variant(capsys):
 def test_json_file_and_determinism(capsys, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert run(capsys, "--json", str(a))[0] == 0
+    c = tmp_path / "c.json"
+    assert run(capsys, "--json", str(c))[0] == 0
+    assert a.read_bytes() == c.read_bytes()  # byte-identical: no timings by default
     assert run(capsys, "--json", str(b), "--workers", "2")[0] == 0
     da, db = json.loads(a.read_text()), json.loads(b.read_text())
+    assert "timing" not in da["stats"] and "timings" not in da
     for d in (da, db):
-        d["stats"].pop("timing")
         d["stats"].pop("workers")
     assert json.dumps(da) == json.dumps(db)
     assert da["results"][0] == {**da["results"][0], "family": "toy", "kernel": "5.13",
                                 "variant": "mainline", "property": "mmio-never-cacheable",
                                 "verdict": "violated"}
     assert not list(tmp_path.glob(".*.tmp"))
+    t = tmp_path / "t.json"
+    assert run(capsys, "--json", str(t), "--timings")[0] == 0
+    assert json.loads(t.read_text())["timings"]["seconds"] >= 0
 
 
 def test_html_self_contained(capsys, tmp_path):

@@ -92,12 +92,84 @@ class Family:
         return kernel in self.kernels and (self.applies is None or self.applies(kernel, variant))
 
 
-def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo: int = 1) -> int:
-    """Integer parameter ``key`` of ``family`` (at least ``lo``): a wrong one is an
+def int_param(params: Mapping[str, Any], family: str, key: str, default: int, lo: int = 1,
+              hi: int | None = None) -> int:
+    """Integer parameter ``key`` of ``family`` (from ``lo`` to ``hi``): a wrong one is an
     :class:`~memtypes.errors.InputError` naming ``FAMILY.KEY`` (one line, exit code 2)."""
     from memtypes.errors import InputError
     v = params.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise InputError(f"'{v}' is not an integer >= {lo}", where=f"{family}.{key}",
-                         expected=f"an integer >= {lo}")
+    rng = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        num = isinstance(v, int) and not isinstance(v, bool)
+        raise InputError(f"{v} is out of range" if num else f"'{v}' is not an integer",
+                         where=f"{family}.{key}", expected=f"an integer {rng}"
+                         + (" (larger models are built eagerly and do not fit in memory)"
+                            if hi is not None and num and v > hi else ""))
     return v
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "empty"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+def _same_type(value: Any, like: Any) -> bool:
+    if isinstance(like, bool):
+        return isinstance(value, bool)
+    if isinstance(like, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(like, str):
+        return isinstance(value, str)
+    return isinstance(value, type(like))
+
+
+MAX_LIST = 32
+"""Longest list parameter accepted (hosts, regions, ...: the built-in choices are fewer)."""
+
+
+def check_params(fam: Family, params: Mapping[str, Any], *, where: str = "--param") -> dict[str, Any]:
+    """Validate overrides of ``fam``'s parameters: every key one of its ``default_params``, every
+    value of its default's type (a boolean for a boolean, an integer for an integer, a list of
+    the default's element type for a list; the element type of an empty default list is a
+    string).  ``--param`` and scenario ``params:`` both go through here, so a value is refused
+    or accepted the same way on either path; the family's ``build`` checks ranges and names.
+    Raises :class:`~memtypes.errors.InputError` naming ``FAMILY.KEY``."""
+    from memtypes.errors import InputError, choices
+
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        target = f"{fam.name}.{key}"
+        if key not in fam.default_params:
+            raise InputError(f"family {fam.name} has no parameter '{key}'", where=where,
+                             field=str(key) if where != "--param" else target,
+                             expected=choices(fam.default_params, limit=16) or "no parameters")
+        like = fam.default_params[key]
+        if isinstance(like, (list, tuple)):
+            elem = like[0] if like else ""
+            example = "[" + ", ".join(str(x).lower() if isinstance(x, bool) else str(x)
+                                      for x in (like or ["NAME"])) + "]"
+            if not isinstance(value, list):
+                raise InputError(f"'{value}' is {_kind(value)}", where=where, field=target,
+                                 expected=f"a list like {example}")
+            for x in value:
+                if not _same_type(x, elem):
+                    raise InputError(f"element '{x}' is {_kind(x)}", where=where, field=target,
+                                     expected=f"a list of {_kind(elem).split(' ', 1)[1]}s like {example}")
+            if len(value) > MAX_LIST:
+                raise InputError(f"{len(value)} elements", where=where, field=target,
+                                 expected=f"at most {MAX_LIST}")
+            dup = next((x for i, x in enumerate(value) if x in value[:i]), None)
+            if dup is not None:
+                raise InputError(f"'{dup}' is listed twice", where=where, field=target,
+                                 expected="each value once")
+            out[key] = list(value)
+        elif not _same_type(value, like):
+            ex = str(like).lower() if isinstance(like, bool) else str(like)
+            raise InputError(f"'{value}' is {_kind(value)}", where=where, field=target,
+                             expected=f"{_kind(like)} (default {ex})"
+                             + (": true or false" if isinstance(like, bool) else ""))
+        else:
+            out[key] = value
+    return out

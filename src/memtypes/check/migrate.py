@@ -249,7 +249,11 @@ def _region(item: Any, *, where: str, lines: dict[str, int], path: str, default_
                              field=f"{path}.slot_flags", expected=e.expected) from None
         flags = str(flags)
     name = item.get("name", default_name or backing)
-    return RegionSpec(str(name), backing, flags or None)
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"region name {name!r} is not a name", where=where,
+                         line=lines.get(f"{path}.name", line), field=f"{path}.name",
+                         expected="a non-empty string")
+    return RegionSpec(name.strip(), backing, flags or None)
 
 
 def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None = None) -> VmSpec:
@@ -267,12 +271,25 @@ def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None
                              expected=", ".join(known))
     regions = [_region(data.get("memory", "anon"), where=where, lines=lines, path="memory",
                        default_name="ram")]
-    devs = data.get("devices") or []
+    devs = data.get("devices")
+    if devs is None:
+        devs = []
     if not isinstance(devs, list):
         raise InputError("'devices' must be a list", where=where, line=lines.get("devices"), field="devices",
                          expected="a list of KIND or {name: NAME, backing: KIND}")
+    named_at: dict[str, str] = {"ram": "memory"} if "name" not in (
+        data.get("memory") if isinstance(data.get("memory"), dict) else {}) else {}
+    if isinstance(data.get("memory"), dict) and "name" in data["memory"]:
+        named_at[regions[0].name] = "memory"
     for i, d in enumerate(devs):
-        regions.append(_region(d, where=where, lines=lines, path=f"devices[{i}]", default_name=""))
+        r = _region(d, where=where, lines=lines, path=f"devices[{i}]", default_name="")
+        if isinstance(d, dict) and "name" in d:
+            if r.name in named_at:
+                raise InputError(f"duplicate region name '{r.name}' (also {named_at[r.name]})",
+                                 where=where, line=lines.get(f"devices[{i}].name"),
+                                 field=f"devices[{i}].name", expected="each region named once")
+            named_at[r.name] = f"devices[{i}]"
+        regions.append(r)
     seen: dict[str, int] = {}
     named = []
     for r in regions:
@@ -283,8 +300,6 @@ def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None
     checks = data.get("vmm_checks", list(CHECKS))
     if checks is None:
         checks = []
-    if isinstance(checks, str):
-        checks = [checks]
     if not isinstance(checks, list):
         raise InputError("'vmm_checks' must be a list", where=where, line=lines.get("vmm_checks"),
                          field="vmm_checks", expected="a list of " + ", ".join(CHECKS))
@@ -293,8 +308,12 @@ def vm_from_dict(data: Any, *, where: str = "<vm>", lines: dict[str, int] | None
             raise InputError(f"unknown VMM check '{c}'", where=where,
                              line=lines.get(f"vmm_checks[{i}]", lines.get("vmm_checks")),
                              field="vmm_checks", expected=", ".join(CHECKS))
-    name = data.get("name") or (Path(where).stem if where and not where.startswith("<") else "vm")
-    return VmSpec(str(name), tuple(named), mte, tuple(c for c in CHECKS if c in checks), where)
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InputError(f"'name' is {type(name).__name__}", where=where, line=lines.get("name"),
+                         field="name", expected="a string")
+    name = (name or "").strip() or (Path(where).stem if where and not where.startswith("<") else "vm")
+    return VmSpec(name, tuple(named), mte, tuple(c for c in CHECKS if c in checks), where)
 
 
 def load_vm(path: str | Path) -> VmSpec:

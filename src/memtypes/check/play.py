@@ -35,12 +35,23 @@ def bind(s: sc.Scenario, families: Sequence[Family] | None = None) -> tuple[Fami
     if not fam.applies_to(era, variant):
         raise s.error(f"variant {variant} does not apply to kernel era {era}", vkey,
                       "a kernel where the variant exists")
+    from memtypes.check.family import check_params
     params = dict(fam.default_params)
-    params.update(s.params)
+    for key, value in s.params.items():
+        lkey = f"params.{key}"
+        if key == "hosts" and s.line(lkey) is None:  # filled in from host:/hosts:
+            lkey = "host" if s.line("host") else "hosts"
+            if key not in fam.default_params:
+                raise s.error(f"family {fam.name} takes no host", lkey, "no host or hosts key")
+        try:
+            params.update(check_params(fam, {key: value}, where=s.path))
+        except InputError as e:
+            raise s.error(e.what, lkey, e.expected) from None
     try:
         model = fam.build(era, variant, params)
     except InputError as e:
-        raise s.error(e.what, "params", e.expected) from None
+        bad = e.where.rpartition(".")[2] if e.where.startswith(f"{fam.name}.") else ""
+        raise s.error(e.what, f"params.{bad}" if bad in s.params else "params", e.expected) from None
     except (KeyError, TypeError, ValueError) as e:
         raise s.error(f"family {fam.name} rejects these params: {type(e).__name__}: {e}",
                       "params", "parameters of the family (see its default_params)") from None
@@ -124,17 +135,23 @@ def trace_scenario(r: PropertyResult, params: dict[str, Any]) -> tuple[dict[str,
     return d, header
 
 
-def save_traces(matrix: MatrixResult, directory: str | os.PathLike) -> list[Path]:
-    """One scenario file per violation; returns the paths written (in result order)."""
-    out: list[Path] = []
-    d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise InputError("not a directory", where=str(d), field="--save-traces",
-                         expected="a directory (created if missing)")
+def trace_files(matrix: MatrixResult) -> list[tuple[str, str]]:
+    """(file name, scenario text) of each violation's counterexample, in result order."""
+    out = []
     for r in matrix.violations:
         job = matrix.job(r.family, r.kernel, r.variant)
         data, header = trace_scenario(r, job.params)
-        p = d / trace_filename(r)
-        sc.save(p, data, header=header)
-        out.append(p)
+        out.append((trace_filename(r), sc.dump(data, header=header)))
     return out
+
+
+def save_traces(matrix: MatrixResult, directory: str | os.PathLike) -> list[Path]:
+    """One scenario file per violation in ``directory`` (new or empty), written as a set: into
+    a temporary folder beside it, renamed into place when complete.  Returns the paths."""
+    from memtypes.yamlfile import OutputSet, check_writable
+
+    check_writable(directory, where="--save-traces", directory=True)
+    with OutputSet() as out:
+        paths = out.directory(directory, trace_files(matrix), where="--save-traces")
+        out.commit()
+    return paths

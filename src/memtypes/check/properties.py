@@ -130,12 +130,17 @@ NAMES: tuple[str, ...] = tuple(p.name for p in CATALOGUE)
 _BY_NAME = {p.name: p for p in CATALOGUE}
 
 
+_BY_SHORT = {p.short: p for p in CATALOGUE}
+
+
 def get(name: str, *, where: str = "--property") -> CatalogueProperty:
+    """A property by its name or by the short column name the matrix shows (``mmio``, ``tsan``)."""
     try:
-        return _BY_NAME[name]
-    except KeyError:
+        return _BY_NAME.get(name) or _BY_SHORT[name]
+    except (KeyError, TypeError):
         raise InputError(f"unknown property '{name}'", where=where,
-                         expected=", ".join(NAMES)) from None
+                         expected="a name or short column name: " + ", ".join(
+                             f"{p.name} ({p.short})" for p in CATALOGUE)) from None
 
 
 def order(name: str) -> int:

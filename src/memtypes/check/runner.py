@@ -13,7 +13,10 @@ gets a verdict:
 
 Jobs run over ``workers`` processes (spawn-safe); results come back in plan order whatever the
 completion order, and nothing in :meth:`PropertyResult.as_dict` depends on timing, so the same
-inputs give byte-identical JSON.
+inputs give byte-identical JSON.  The pool is this module's own (one pipe per worker, one job in
+flight per worker): an interrupt (Ctrl-C, or SIGTERM turned into an exception by the CLI) kills
+every worker at once and reaps it, and a worker dies with its parent, so no job outlives the
+run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Callable, Mapping, Sequence
@@ -236,7 +238,99 @@ def _variant_files() -> tuple[str, ...]:
     return tuple(f["path"] for f in userfiles.loaded())
 
 
-ProgressFn = Callable[[int, int, Job], None]
+def _pool_main(conn, fams_blob: bytes, parent: int | None = None,
+               variant_files: tuple[str, ...] = ()) -> None:
+    """A pool worker: jobs in, results (or the exception) out, until ``None`` or EOF."""
+    from memtypes.explore.parallel import worker_setup
+    worker_setup(parent)
+    _pool_init(fams_blob, variant_files)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        i, args = msg
+        try:
+            out = ("ok", i, _pool_run(*args))
+        except Exception as e:  # sent back and raised in the parent
+            try:
+                pickle.dumps(e)
+            except Exception:
+                e = RuntimeError(f"{type(e).__name__}: {e}")
+            out = ("err", i, e)
+        conn.send(out)
+
+
+def _run_pool(used: int, blob: bytes, jobs: Sequence[Job], argv: Sequence[tuple],
+              on_done: Callable[[int, JobResult], None],
+              tick: Callable[[], None] | None = None) -> None:
+    """Run ``argv[i]`` (the arguments of :func:`_pool_run`) over ``used`` spawned workers, one
+    job in flight per worker, calling ``on_done(i, result)`` in the parent as results arrive.
+    Any exception in the parent (an interrupt included) kills and reaps every worker before it
+    propagates; a worker that dies becomes one error line."""
+    from multiprocessing.connection import wait
+
+    from memtypes.explore.parallel import stop_resource_tracker, stop_workers
+
+    ctx = get_context("spawn")
+    procs, conns = [], []
+    ok = False
+    try:
+        for _ in range(used):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=_pool_main, args=(b, blob, os.getpid(), _variant_files()), daemon=True)
+            p.start()
+            b.close()
+            procs.append(p)
+            conns.append(a)
+        todo = list(range(len(jobs)))
+        todo.reverse()
+        busy: dict[Any, int] = {}
+        for c in conns:
+            if todo:
+                i = todo.pop()
+                c.send((i, argv[i]))
+                busy[c] = i
+        while busy:
+            ready = wait(list(busy), timeout=0.5)
+            if not ready and tick is not None:
+                tick()
+            for c in ready:
+                try:
+                    kind, i, val = c.recv()
+                except (EOFError, OSError):
+                    p = procs[conns.index(c)]
+                    p.join(timeout=1)
+                    code = p.exitcode
+                    job = jobs[busy[c]]
+                    how = f"killed by signal {-code}" if code is not None and code < 0 \
+                        else f"exit code {code}"
+                    raise InputError(f"a worker process died ({how}) on {job.family} {job.label}",
+                                     where="memtypes check",
+                                     expected="enough memory (try --max-states or --workers 1)") from None
+                del busy[c]
+                if kind == "err":
+                    raise val
+                on_done(i, val)
+                if todo:
+                    j = todo.pop()
+                    c.send((j, argv[j]))
+                    busy[c] = j
+        for c in conns:
+            c.send(None)
+        ok = True
+    finally:
+        stop_workers(procs, graceful=ok)
+        for c in conns:
+            c.close()
+        stop_resource_tracker()
+
+
+ProgressFn = Callable[[int, int, "Job | None", "JobResult | None"], None]
+"""``progress(done, total, job, result)`` after each job; the pool also calls it with ``job``
+and ``result`` None about twice a second while jobs run (a heartbeat)."""
 EXPLORERS = ("auto", "serial", "vector")
 
 
@@ -289,24 +383,24 @@ def run_matrix(families: Sequence[Family] | None = None, *, kernel: str | None =
             used, note = 1, f"families not picklable ({type(e).__name__}); ran serially"
     done = 0
     if used > 1:
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=used, mp_context=ctx, initializer=_pool_init,
-                                 initargs=(blob, _variant_files())) as pool:
-            futs = {pool.submit(_pool_run, job, p, max_depth, max_states, props, explorer): i
-                    for i, (job, p) in enumerate(zip(jobs, job_params))}
-            for fut in as_completed(futs):
-                i = futs[fut]
-                results[i] = fut.result()
-                done += 1
-                if progress:
-                    progress(done, len(jobs), jobs[i])
+        def on_done(i: int, r: JobResult) -> None:
+            nonlocal done
+            results[i] = r
+            done += 1
+            if progress:
+                progress(done, len(jobs), jobs[i], r)
+
+        _run_pool(used, blob, jobs,
+                  [(job, p, max_depth, max_states, props, explorer)
+                   for job, p in zip(jobs, job_params)], on_done,
+                  (lambda: progress(done, len(jobs), None, None)) if progress else None)
     else:
         for i, (job, p) in enumerate(zip(jobs, job_params)):
             results[i] = run_job(by_name[job.family], job, p, max_depth=max_depth,
                                  max_states=max_states, props=props, explorer=explorer)
             done += 1
             if progress:
-                progress(done, len(jobs), job)
+                progress(done, len(jobs), job, results[i])
     jr = [r for r in results if r is not None]
     seconds = time.perf_counter() - t0
     counts = {v: 0 for v in VERDICTS}

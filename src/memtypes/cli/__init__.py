@@ -26,24 +26,67 @@ from memtypes.cli import caps as _caps  # noqa: F401,E402
 from memtypes.cli import diff as _diff  # noqa: F401,E402
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the interrupt path (workers killed, staged
+    outputs removed) runs for it too."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("memtypes")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"memtypes {_version()}")
+        return 0
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=argv, prog_name="memtypes", standalone_mode=False)
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding): leave SIGTERM alone
+        old_term = None
+    try:
+        # make_context + invoke rather than command.main: click's main turns an interrupt into
+        # a silent exit 130 (and SIGTERM's exception with it) before this handler sees it
+        with command.make_context("memtypes", args) as ctx:
+            rv = command.invoke(ctx)
+    except KeyboardInterrupt as e:
+        # Ctrl-C (even twice) or SIGTERM: the workers are gone and nothing partial was left
+        # behind (outputs are staged and renamed only when complete); one line, 130 / 143
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except ValueError:
+                pass
+        from memtypes.yamlfile import COMMITTED
+        term = isinstance(e, Terminated)
+        done = f"wrote {', '.join(COMMITTED)}" if COMMITTED else "no output written"
+        print(f"memtypes: {'terminated' if term else 'interrupted'}: {done}", file=sys.stderr)
+        return 143 if term else 130
     except InputError as e:
         print(f"memtypes: error: {e.one_line()}", file=sys.stderr)
         return 2
     except click.exceptions.NoArgsIsHelpError as e:
         print(e.ctx.get_help() if getattr(e, "ctx", None) else str(e))
         return 2
-    except click.exceptions.UsageError as e:
+    except click.exceptions.ClickException as e:  # usage errors, bad option values
         msg = " ".join(e.format_message().split())
         print(f"memtypes: error: {msg}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        print("memtypes: aborted", file=sys.stderr)
+        print("memtypes: interrupted: no output written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `memtypes ... | head`: the reader went away; not an error
         _silence_stdout()
@@ -53,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             _silence_stdout()
             return e.code
         raise
+    finally:
+        if old_term is not None:
+            try:
+                signal.signal(signal.SIGTERM, old_term)
+            except (ValueError, TypeError):
+                pass
     return rv if isinstance(rv, int) else 0
 
 

@@ -17,6 +17,10 @@ from memtypes.cli.app import app
 from memtypes.errors import InputError
 
 
+MAX_SECONDS = 3600.0
+"""Longest time budget per model ``--seconds`` accepts (an hour)."""
+
+
 @app.command("bench")
 def bench(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -26,9 +30,9 @@ def bench(
 ) -> None:
     """Benchmark the explorer: states/s vs the raw hash-and-insert rate, bytes per state."""
     from memtypes.explore.bench import bench_models, default_models
-    if seconds <= 0:
-        raise InputError("--seconds must be positive", where="--seconds", field="seconds",
-                         expected="a number > 0")
+    if not 0 < seconds <= MAX_SECONDS:  # also refuses nan (every comparison is false) and inf
+        raise InputError(f"'{seconds}' seconds", where="--seconds",
+                         expected=f"a number > 0 and <= {MAX_SECONDS}")
     models = default_models(family)
     if not models:
         raise InputError(f"unknown family '{family}'", where="--family", field="family",

@@ -16,20 +16,34 @@ from memtypes.errors import InputError
 
 
 class _Progress:
-    """Rich progress over jobs on stderr, shown only on a terminal and after ~1 s."""
+    """Progress over jobs on stderr after ~1 s: a Rich bar on a terminal; otherwise (CI logs,
+    a redirected stderr) one plain line every ``every`` seconds: jobs done, states, rate."""
 
-    def __init__(self, delay: float = 1.0) -> None:
+    def __init__(self, delay: float = 1.0, every: float = 5.0) -> None:
         self.console = Console(stderr=True)
         self.t0 = time.monotonic()
         self.delay = delay
+        self.every = every
+        self.last = self.t0
+        self.states = 0
         self.bar = None
         self.task = None
 
-    def __call__(self, done: int, total: int, job) -> None:
+    def __call__(self, done: int, total: int, job, result=None) -> None:
+        if result is not None:
+            self.states += result.states
+        now = time.monotonic()
         if not self.console.is_terminal:
+            if now - self.last >= self.every:
+                self.last = now
+                dt = now - self.t0
+                print(f"memtypes check: {done}/{total} jobs, {self.states:,} states, "
+                      f"{self.states / dt:,.0f} states/s, {dt:.0f} s", file=sys.stderr, flush=True)
+            return
+        if job is None:
             return
         if self.bar is None:
-            if time.monotonic() - self.t0 < self.delay:
+            if now - self.t0 < self.delay:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
                 TimeElapsedColumn
@@ -43,6 +57,7 @@ class _Progress:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 def _props(values: list[str] | None) -> list[str] | None:
@@ -51,10 +66,12 @@ def _props(values: list[str] | None) -> list[str] | None:
     from memtypes.check import properties as catalogue
     out = []
     for v in values:
-        for p in filter(None, (x.strip() for x in v.split(","))):
-            catalogue.get(p)
-            out.append(p)
-    return out or None
+        parts = [x.strip() for x in v.split(",")]
+        if not all(parts):
+            raise InputError(f"'{v}' has an empty property name", where="--property",
+                             expected="property names or short column names, comma-separated")
+        out.extend(catalogue.get(p).name for p in parts)
+    return out
 
 
 def _nonneg(v: int | None, opt: str) -> None:
@@ -63,8 +80,12 @@ def _nonneg(v: int | None, opt: str) -> None:
 
 
 def _params(items: Optional[List[str]], fams: list) -> dict[str, dict]:
-    """``--param FAMILY.KEY=VALUE`` -> ``{family: {key: value}}``; VALUE is read as YAML."""
-    import yaml
+    """``--param FAMILY.KEY=VALUE`` -> ``{family: {key: value}}``; VALUE is read as YAML (with
+    the file loader's bounds) and validated by :func:`memtypes.check.family.check_params`, the
+    check scenario files' ``params:`` get too."""
+    from memtypes.check.family import check_params
+    from memtypes.errors import choices
+    from memtypes.yamlfile import parse_value
 
     out: dict[str, dict] = {}
     names = {f.name: f for f in fams}
@@ -76,15 +97,13 @@ def _params(items: Optional[List[str]], fams: list) -> dict[str, dict]:
                              expected="e.g. dma-iommufd.tv26=true")
         if fam not in names:
             raise InputError(f"unknown family '{fam}'", where="--param",
-                             expected=", ".join(names) or "a family being checked")
-        if key not in names[fam].default_params:
-            raise InputError(f"family {fam} has no parameter '{key}'", where="--param",
-                             expected=", ".join(names[fam].default_params) or "no parameters")
+                             expected=choices(names) or "a family being checked")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise InputError(f"'{raw}' is not a YAML value", where="--param", field=target) from None
-        out.setdefault(fam, {})[key] = value
+            value = parse_value(raw, f"--param {target}")
+        except InputError as e:
+            raise InputError(f"'{raw}' is not a YAML value: {e.what}", where="--param",
+                             field=target) from None
+        out.setdefault(fam, {}).update(check_params(names[fam], {key: value}))
     return out
 
 
@@ -115,6 +134,9 @@ def check(
                                  help="auto (vectorised for table-driven families large enough to "
                                       "gain, when numpy is installed), serial or vector: the same "
                                       "answers either way."),
+    timings: bool = typer.Option(False, "--timings",
+                                 help="Add a 'timings' section (wall-clock seconds) to --json; "
+                                      "without it the JSON is byte-identical from run to run."),
     param: Optional[List[str]] = typer.Option(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
@@ -124,10 +146,9 @@ def check(
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
     from memtypes.check.kernels import parse_kernels, select
-    from memtypes.check.play import save_traces as write_traces
+    from memtypes.check.play import trace_files as write_traces
     from memtypes.report import html as rhtml
     from memtypes.report import jsondoc, text
-    from memtypes.yamlfile import write_atomic
 
     vfiles = variants_opt.load(variant_files)
     fams = registry.families()
@@ -172,11 +193,16 @@ def check(
     _nonneg(max_states, "--max-states")
     if workers is not None and workers < 1:
         raise InputError(f"'{workers}' workers", where="--workers", expected="an integer >= 1")
+    from memtypes.yamlfile import OutputSet, check_writable
     for opt, val in (("--json", json_out), ("--html", html_out)):
-        if val and val != "-" and Path(val).is_dir():
-            raise InputError("is a directory", where=opt, expected="a file path")
-    if save_traces and Path(save_traces).exists() and not Path(save_traces).is_dir():
-        raise InputError("not a directory", where="--save-traces", expected="a directory")
+        if val and val != "-":
+            check_writable(val, where=opt)
+    if save_traces:
+        check_writable(save_traces, where="--save-traces", directory=True)
+    outs = [Path(v).absolute() for v in (json_out, html_out) if v and v != "-"]
+    if len(set(outs)) < len(outs):
+        raise InputError("--json and --html name the same file", where="--html",
+                         expected="two different files")
     if not fams:
         raise InputError("no families are installed", where="memtypes check")
 
@@ -201,7 +227,35 @@ def check(
     from memtypes.check.context import annotate
     annotate(matrix)
     lost = reaches.lines(reaches.annotate(matrix))
-    if json_out != "-":
+    # every output is staged, then renamed into place together: nothing partial, ever
+    with OutputSet() as out:
+        doc = None
+        if json_out:
+            d = jsondoc.check_doc(matrix, timings=timings)
+            if vfiles:
+                d["variant_files"] = vfiles
+            doc = jsondoc.dumps(d)
+            if json_out != "-":
+                out.file(json_out, doc, where="--json")
+        if html_out:
+            out.file(html_out, rhtml.render_check(matrix), where="--html")
+        traces = []
+        if save_traces:
+            traces = out.directory(save_traces, write_traces(matrix), where="--save-traces")
+        written = out.commit()
+
+    if json_out == "-":
+        sys.stdout.write(doc)
+    elif json_out or html_out:
+        # the full report went to a file: print only what matters and where it went
+        console = Console(width=None if sys.stdout.isatty() else 160)
+        console.print(text.headline_text(matrix), end="")
+        for line in lost:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        for opt, val in (("--json", json_out), ("--html", html_out)):
+            if val:
+                console.print(f"wrote {val} ({opt[2:]})")
+    else:
         console = Console(width=None if sys.stdout.isatty() else 160)
         if note:
             console.print(note, markup=False, highlight=False)
@@ -210,21 +264,8 @@ def check(
             console.print(f"note: {note}", markup=False, highlight=False)
         for line in lost:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if json_out:
-        d = jsondoc.check_doc(matrix)
-        if vfiles:
-            d["variant_files"] = vfiles
-        doc = jsondoc.dumps(d)
-        if json_out == "-":
-            sys.stdout.write(doc)
-        else:
-            write_atomic(json_out, doc)
-    if html_out:
-        write_atomic(html_out, rhtml.render_check(matrix))
     if save_traces:
-        paths = write_traces(matrix, save_traces)
-        if json_out != "-":
-            Console(stderr=True).print(f"saved {len(paths)} counterexample(s) in {save_traces}")
+        Console(stderr=True).print(f"saved {len(traces)} counterexample(s) in {save_traces}")
     if strict and matrix.violations:
         return 1
     return 0

@@ -21,6 +21,9 @@ levels are the same); the states on a trace may differ among equal-length altern
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import sys
 import time
 from array import array
 from typing import Callable
@@ -29,8 +32,55 @@ from memtypes.explore.search import (ExploreResult, _rebuild, _split_props, next
                                      stable_fingerprint)
 
 
-def _worker(conn, model, wid: int, nw: int) -> None:
+def worker_setup(parent: int | None = None) -> None:
+    """Call first in every worker process memtypes starts: the worker ignores SIGINT (a Ctrl-C
+    reaches the whole process group; the coordinator alone decides, and kills its workers) and,
+    on Linux, is killed when its parent dies (``PR_SET_PDEATHSIG``), so that no worker outlives
+    the process that started it, even one killed by SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if parent is not None and os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def stop_workers(procs, *, graceful: bool) -> None:
+    """Stop worker processes: wait briefly for them to exit when ``graceful`` (they were told to
+    stop), then kill whatever is left and reap everything (no zombie, no orphan)."""
+    if graceful:
+        deadline = time.monotonic() + 2.0
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=5)
+
+
+def stop_resource_tracker() -> None:
+    """Stop (and reap) multiprocessing's resource tracker, which a spawned pool starts, once
+    every worker is gone: it would otherwise outlive an interrupted run as an orphan until it
+    noticed.  Uses a private method when it exists (Python 3.11.7+); a later pool starts a
+    new tracker."""
+    try:
+        from multiprocessing import resource_tracker
+        stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+        if stop is not None:
+            stop()
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _worker(conn, model, wid: int, nw: int, parent: int | None = None) -> None:
     """One partition owner (see the module docstring for the protocol)."""
+    worker_setup(parent)
     fpf = stable_fingerprint(model)
     nexts = next_states_fn(model)
     always, sometimes = _split_props(model)
@@ -114,7 +164,7 @@ def explore_parallel(model, *, max_depth=None, max_states=None, workers=2,
     conns, procs = [], []
     for w in range(nw):
         a, b = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(b, model, w, nw), daemon=True)
+        p = ctx.Process(target=_worker, args=(b, model, w, nw, os.getpid()), daemon=True)
         p.start()
         b.close()
         conns.append(a)
@@ -195,16 +245,20 @@ def explore_parallel(model, *, max_depth=None, max_states=None, workers=2,
         for name, (f, _) in sorted(found_r.items()):
             ii, ch = chain_of(f)
             res.reached[name] = _rebuild(model, fpf, ii, ch)
+        ok = True
+    except BaseException:  # an interrupt (KeyboardInterrupt, SIGTERM) or an error: kill now
+        ok = False
+        raise
     finally:
+        if ok:
+            for c in conns:
+                try:
+                    c.send(("stop",))
+                except (OSError, EOFError):  # pragma: no cover
+                    pass
+        stop_workers(procs, graceful=ok)
         for c in conns:
-            try:
-                c.send(("stop",))
-            except (OSError, EOFError):  # pragma: no cover
-                pass
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():  # pragma: no cover
-                p.terminate()
+            c.close()
     res.seconds = time.perf_counter() - t0
     return res
 

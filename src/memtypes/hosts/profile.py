@@ -21,6 +21,7 @@ YAML format (all keys but ``features`` optional)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -100,25 +101,57 @@ def from_dict(data: Any, *, where: str, lines: dict[str, int] | None = None) -> 
                          field="features", expected="{fwb: 0|1, dic: 0|1, mte: 0|1, ...}")
     values = {}
     for k, v in feats.items():
-        if k not in Features.names():
+        if not isinstance(k, str) or k not in Features.names():
             raise InputError(f"unknown feature '{k}'", where=where, line=lines.get(f"features.{k}"),
                              field=f"features.{k}", expected=", ".join(Features.names()))
         values[k] = _flag(v, where=where, field_name=f"features.{k}", line=lines.get(f"features.{k}"))
     arch = data.get("arch", "arm64")
-    if arch not in ARCHES:
+    if not isinstance(arch, str) or arch not in ARCHES:
         raise InputError(f"unknown arch '{arch}'", where=where, line=lines.get("arch"),
                          field="arch", expected=" or ".join(ARCHES))
     known = {"name", "description", "arch", "features", "kernel", "evidence"}
-    kernel = data.get("kernel")
+
+    def text(key: str, what: str) -> str | None:
+        v = data.get(key)
+        if v is None:
+            return None
+        if isinstance(v, str) and v.strip():
+            return v.strip()
+        hint = " (quote it: YAML reads 6.10 as the number 6.1)" if isinstance(v, float) else ""
+        raise InputError(f"'{key}' is {_type_name(v)}{hint}", where=where, line=lines.get(key),
+                         field=key, expected=what)
+
+    name = text("name", "a host name (a string)")
+    description = text("description", "a string") or ""
+    kernel = text("kernel", 'a kernel version string such as "6.17"')
+    if kernel is not None and not _KERNEL_RE.match(kernel):
+        raise InputError(f"'{kernel}' is not a kernel version", where=where, line=lines.get("kernel"),
+                         field="kernel", expected='MAJOR.MINOR[.PATCH] such as "6.17"')
+    evidence = data.get("evidence") or {}
+    if not isinstance(evidence, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in evidence.values()):
+        raise InputError(f"'evidence' is {_type_name(evidence)}", where=where,
+                         line=lines.get("evidence"), field="evidence",
+                         expected="a mapping of feature -> where its value came from")
     return HostProfile(
-        name=str(data.get("name") or Path(where).stem),
+        name=name or Path(where).stem,
         features=Features(**values),
         arch=arch,
-        description=str(data.get("description", "")),
-        kernel=str(kernel) if kernel is not None else None,
-        evidence={str(k): str(v) for k, v in (data.get("evidence") or {}).items()},
+        description=description,
+        kernel=kernel,
+        evidence={str(k): str(v) for k, v in evidence.items()},
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+_KERNEL_RE = re.compile(r"^v?\d+\.\d+(?:\.\d+)?(?:-rc\d+)?$")
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "empty"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "an empty string",
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
 
 
 def load_file(path: str | Path) -> HostProfile:
@@ -179,3 +212,13 @@ def split_hosts(text: str, *, where: str = "--host") -> list[str]:
     for h in out:
         resolve(h, where=where)
     return list(dict.fromkeys(out))
+
+
+def resolve_arm64(spec: str, *, where: str = "--host") -> HostProfile:
+    """:func:`resolve`, then refuse a non-arm64 profile (the x86-64 built-in, an x86 probe):
+    every model that takes a host models KVM arm64 stage 2."""
+    p = resolve(spec, where=where)
+    if p.arch != "arm64":
+        raise InputError(f"host '{p.name}' is {p.arch}, not arm64", where=where,
+                         expected="an arm64 host profile (KVM arm64 is what is modelled)")
+    return p

@@ -87,6 +87,7 @@ def beyond_model(v: KernelVersion) -> str | None:
 
 
 def split_variant(text: str) -> tuple[str, str | None]:
-    """``6.17+mte-rfc-2020`` -> (``6.17``, ``mte-rfc-2020``); ``6.12`` -> (``6.12``, None)."""
+    """``6.17+mte-rfc-2020`` -> (``6.17``, ``mte-rfc-2020``); ``6.12`` -> (``6.12``, None);
+    ``6.12+`` -> (``6.12``, ``""``): an empty variant is the caller's error, never dropped."""
     base, plus, variant = text.partition("+")
-    return base, (variant or None) if plus else None
+    return base, variant.strip() if plus else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jinja2
 
-from memtypes.report.model import counterexamples, family_tables, legend
+from memtypes.report.model import counterexamples, family_tables, headline, legend
 
 
 def _env() -> jinja2.Environment:
@@ -17,4 +17,4 @@ def render_check(matrix) -> str:
     tpl = _env().get_template("check.html.j2")
     return tpl.render(tables=family_tables(matrix), legend=legend(matrix),
                       counterexamples=counterexamples(matrix), stats=matrix.stats,
-                      jobs=matrix.jobs)
+                      jobs=matrix.jobs, headline=headline(matrix), zip=zip)

@@ -7,13 +7,20 @@ import json
 from typing import Any
 
 
-def check_doc(matrix) -> dict[str, Any]:
+def check_doc(matrix, *, timings: bool = False) -> dict[str, Any]:
+    """The check run as JSON.  Byte-identical for the same inputs: the wall-clock figures
+    (``stats.timing`` of the run) are left out unless ``timings``, and then sit in a separate
+    top-level ``timings`` section."""
     from memtypes.check import properties as catalogue
-    return {
+    stats = {k: v for k, v in matrix.stats.items() if k != "timing"}
+    doc = {
         "results": [_result(r) for r in matrix.results],
         "properties": [catalogue.get(p).as_dict() for p in matrix.properties],
-        "stats": matrix.stats,
+        "stats": stats,
     }
+    if timings:
+        doc["timings"] = matrix.stats.get("timing", {})
+    return doc
 
 
 def _result(r) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memtypes.check import properties as catalogue
-from memtypes.report.model import counterexamples, family_tables, legend, row_label
+from memtypes.report.model import counterexamples, family_tables, headline, legend, row_label
 
 STYLE = {"holds": "green", "violated": "bold red", "vacuous": "yellow", "n/a": "dim"}
 
@@ -26,7 +26,8 @@ def matrix_tables(matrix) -> list[RenderableType]:
         for row in t["rows"]:
             cells = [Text(txt, style=STYLE.get(v, "")) for v, txt in row["cells"]]
             states = f"{row['states']}" + ("" if row["complete"] else "+")
-            table.add_row(row["label"], *cells, states)
+            label = Text(row["label"], style="" if row["mainline"] else "italic")
+            table.add_row(label, *cells, states)
         if t["na"]:
             nums = ", ".join(str(catalogue.NAMES.index(p) + 1) for p in t["na"])
             table.caption = f"n/a for {t['family']}: {nums}"
@@ -101,14 +102,25 @@ def notes_text(matrix) -> Text:
                  f"job(s): {', '.join(s['incomplete_jobs'])}\n", style="yellow")
     if s.get("missing_families"):
         t.append(f"families not installed: {', '.join(s['missing_families'])}\n", style="dim")
-    v = s["verdicts"]
     tm = s.get("timing", {})
-    t.append(f"{s['jobs']} job(s), {s['states']} states, {s['transitions']} transitions, "
-             f"{tm.get('seconds', 0):.1f} s on {s['workers']} worker(s); "
-             f"holds {v['holds']}, violated {v['violated']}, vacuous {v['vacuous']}, "
-             f"n/a {v['n/a']}\n")
+    t.append(f"checked {s['jobs']} job(s) in {tm.get('seconds', 0):.1f} s on {s['workers']} "
+             "worker(s); the summary is at the top\n", style="dim")
     if s.get("note"):
         t.append(f"note: {s['note']}\n", style="dim")
+    return t
+
+
+def headline_text(matrix) -> Text:
+    t = Text()
+    style = ""
+    for line in headline(matrix):
+        if not line.startswith(" "):
+            style = ("bold red" if line.startswith("mainline") else "bold yellow") \
+                if line.split(":")[0] in ("mainline", "variants") and "no violation" not in line \
+                else "bold" if line.startswith(("mainline", "variants")) else ""
+            t.append(line + "\n", style=style)
+        else:
+            t.append(line + "\n", style="red" if style == "bold red" else "")
     return t
 
 
@@ -117,6 +129,7 @@ def render_check(console: Console, matrix) -> None:
         console.print("no jobs: no family models this kernel/variant selection")
         console.print(notes_text(matrix))
         return
+    console.print(headline_text(matrix))
     for t in matrix_tables(matrix):
         console.print(t)
     console.print(legend_text(matrix))

@@ -168,6 +168,8 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
             raise err(f"'hosts' is {_type_name(hs)}", "hosts", "a list of host names")
         hosts = [x.strip() for x in hs]
         hkeys = [f"hosts[{i}]" for i in range(len(hs))]
+    if hosts is not None and "hosts" in params:
+        raise err("both 'params.hosts' and a host key", "params.hosts", "one of them")
     if hosts is not None:
         from memtypes.hosts.profile import resolve
         for h, key in zip(hosts, hkeys):
@@ -220,13 +222,7 @@ def loads(text: str, *, where: str = "<scenario>") -> Scenario:
 
 def load(path: str | os.PathLike) -> Scenario:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such scenario file", where=str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {type(e).__name__}", where=str(p)) from None
-    return loads(text, where=str(p))
+    return loads(yamlfile.read_text(p, what="scenario file"), where=str(p))
 
 
 # -- saving ---------------------------------------------------------------------------------

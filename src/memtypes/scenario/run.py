@@ -63,7 +63,12 @@ def _enabled(model: Any, state: Any) -> list[Action]:
     return [a for a, _ in successors(model, state)]
 
 
-def _list(actions: list[Action], limit: int = 12) -> str:
+def _choices(vals: list[str], limit: int = 6) -> str:
+    more = f", ... ({len(vals) - limit} more)" if len(vals) > limit else ""
+    return ", ".join(vals[:limit]) + more
+
+
+def _list(actions: list[Action], limit: int = 4) -> str:
     if not actions:
         return "none (no action is enabled)"
     names = [str(a) for a in actions[:limit]]
@@ -71,12 +76,15 @@ def _list(actions: list[Action], limit: int = 12) -> str:
     return "; ".join(names) + more
 
 
-def _known(model: Any, states) -> dict[tuple[str, str], set]:
-    """(actor, action) -> the argument-name sets seen among the actions enabled in ``states``."""
-    out: dict[tuple[str, str], set] = {}
+def _known(model: Any, states) -> dict[tuple[str, str], dict[frozenset, dict[str, set]]]:
+    """(actor, action) -> argument-name set -> the values seen for each argument, among the
+    actions enabled in ``states``."""
+    out: dict[tuple[str, str], dict[frozenset, dict[str, set]]] = {}
     for s in states:
         for a in _enabled(model, s):
-            out.setdefault((a.actor, a.name), set()).add(frozenset(k for k, _ in a.args))
+            vals = out.setdefault((a.actor, a.name), {}).setdefault(frozenset(k for k, _ in a.args), {})
+            for k, v in a.args:
+                vals.setdefault(k, set()).add(_norm(v))
     return out
 
 
@@ -98,11 +106,22 @@ def match_step(model: Any, state: Any, step: Step, *, where: str, index: int) ->
         what = f"step {index}: action '{step.actor}.{step.action}' is not enabled here"
         exp = f"one of the enabled actions: {_list(enabled)}"
     else:
-        missing = sorted(set().union(*(set(_args_of(a)) for a in same_name)) - set(want))
-        unknown = sorted(set(want) - set().union(*(set(_args_of(a)) for a in same_name)))
+        given = [_args_of(a) for a in same_name]
+        unknown = sorted(set(want) - set().union(*(set(g) for g in given)))
+        wrong = [k for k in want if k not in unknown
+                 and not any(k in g and g[k] == want[k] for g in given)]
+        fits = [g for g in given if all(k in g and g[k] == v for k, v in want.items())]
         if unknown:
             what = f"step {index}: unknown argument(s) {', '.join(unknown)} for {step.actor}.{step.action}"
-        elif missing:
+        elif wrong:
+            k = wrong[0]
+            vals = list(dict.fromkeys(str(g[k]) for g in given if k in g))
+            what = (f"step {index}: {k}={want[k]} is not enabled here for "
+                    f"{step.actor}.{step.action}")
+            raise InputError(what, where=where, line=step.line, field=f"{key}.{k}",
+                             expected=f"{k} one of {_choices(vals)}")
+        elif fits:
+            missing = sorted(min((set(g) - set(want) for g in fits), key=len))
             what = f"step {index}: missing argument(s) {', '.join(missing)} for {step.actor}.{step.action}"
         else:
             what = f"step {index}: {step.label()} is not enabled with these arguments"
@@ -146,8 +165,12 @@ def run(model: Any, scenario: Scenario) -> RunReport:
             # under every kernel and variant.  An unknown action or argument stays an error.
             if known is None:
                 known = _known(model, seen)
-            shapes = known.get((step.actor, step.action), set())
-            if frozenset(step.args) not in shapes:
+            if frozenset(step.args) not in known.get((step.actor, step.action), {}):
+                raise
+            # a value outside the model's vocabulary (a mistyped backing, slot 99) stays an error
+            vocab = getattr(model, "argument_values", None)
+            vocab = vocab().get((step.actor, step.action), {}) if vocab is not None else {}
+            if any(k in vocab and _norm(v) not in vocab[k] for k, v in step.args.items()):
                 raise
             a = act(step.actor, step.action, **step.args)
             outcomes.append(StepOutcome(i, step.line, a, "not possible here: changes nothing",

@@ -78,6 +78,11 @@ def iommufd_init_text(params: Mapping[str, Any], index: int) -> str:
             "FILE_ADD of hnc done")
 
 
+MAX_PAGES = 10
+"""Most pages a model is built with: the tables grow with 2**pages (12 pages take 1.6 GB
+before the search starts); the default is 2, the benchmark 3."""
+
+
 def build(kernel: str, variant: str, params: Mapping[str, Any]):
     """The family's model: its table-driven form (:mod:`.dma_iommufd_table`, same states,
     transitions and traces, explored per page) unless param ``table`` is false; else the
@@ -91,7 +96,7 @@ def build(kernel: str, variant: str, params: Mapping[str, Any]):
 
 def parts(kernel: str, variant: str, params: Mapping[str, Any]):
     """``(name, env, initial state, alphabet, properties)`` of the model over the iommufd state."""
-    n = int_param(params, "dma-iommufd", "pages", 2)
+    n = int_param(params, "dma-iommufd", "pages", 2, hi=MAX_PAGES)
     fail = bool(params.get("fail", True))
     kvm = bool(params.get("kvm", True))
     gw = bool(params.get("guest_write", False))

@@ -48,13 +48,14 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from memtypes.arch import USUAL_S1
 from memtypes.arch.features import Features
 from memtypes.check import migrate as mig
 from memtypes.check.family import ERAS, Family, LiveVariants, int_param
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
-from memtypes.hosts.profile import resolve
+from memtypes.hosts.profile import resolve_arm64
 from memtypes.linux.kvm import variants as kvm_variants
 from memtypes.linux.kvm.eras import Kernel, kernel as resolve_kernel
 
@@ -121,12 +122,17 @@ class MigrationModel(TableModel):
         self.kernel, self.variant = kernel, variant
         p = dict(DEFAULT_PARAMS)
         p.update(params or {})
-        hosts = [resolve(str(h), where="migration.hosts") for h in p["hosts"]]
+        hosts = [resolve_arm64(str(h), where="migration.hosts") for h in p["hosts"]]
         regions = [str(r) for r in p["regions"]]
         for r in regions:
             if r not in mig.REGION_KINDS:
                 raise InputError(f"unknown region '{r}'", where="migration.regions",
                                  expected=", ".join(mig.REGION_KINDS))
+        for key, known in (("vmm_checks", mig.CHECKS), ("guest_s1", tuple(USUAL_S1))):
+            for v in p.get(key) or ():
+                if v not in known:
+                    raise InputError(f"unknown {key} value '{v}'", where=f"migration.{key}",
+                                     expected=", ".join(known))
         checks = tuple(c for c in mig.CHECKS if c in p["vmm_checks"])
         self.s1s = tuple(str(s) for s in p.get("guest_s1") or ())
         kd = _kernel(kernel, variant)
@@ -301,8 +307,13 @@ class FleetMigrationModel(MigrationModel):
         return f"vm{v} " + super().describe(self._one(s[v]), inner, self._one(n[v]))
 
 
+MAX_VMS = 6
+"""Most VMs migrated at once (7 VMs take 1.1 GB and 30 s to build before the search; the
+default is 1, the benchmark 2)."""
+
+
 def build(kernel: str, variant: str, params: Mapping[str, Any]) -> MigrationModel:
-    vms = int_param(params or {}, "migration", "vms", 1)
+    vms = int_param(params or {}, "migration", "vms", 1, hi=MAX_VMS)
     if vms > 1:
         return FleetMigrationModel(kernel, variant, params, vms)
     return MigrationModel(kernel, variant, params)

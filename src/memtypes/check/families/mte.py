@@ -160,7 +160,9 @@ class MteModel(KvmModel):
             vm = Vm(mte=state[1], created_vcpus=int(state[2]))
             slot = state[SLOT0 + action.arg("slot")]
             err, why = mte_copy_tags(rules, vm, to_guest=action.name == "restore", logging=slot[1] == "L")
-            return f"KVM_ARM_MTE_COPY_TAGS {'TO' if action.name == 'restore' else 'FROM'}_GUEST: {why.text}"
+            way = "TO_GUEST" if action.name == "restore" else "FROM_GUEST"
+            text = why.text if why.text.startswith(way) else f"{way}: {why.text}"
+            return f"KVM_ARM_MTE_COPY_TAGS {text}"
         if action.name == "set_logging":
             return "KVM_SET_USER_MEMORY_REGION (flags only): dirty logging " + ("on" if action.arg("on") else "off")
         return super().describe(state, action, next_state)

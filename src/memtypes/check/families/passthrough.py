@@ -40,7 +40,7 @@ from memtypes.check.family import ERAS, Family, LiveVariants
 from memtypes.errors import InputError
 from memtypes.explore.model import Action, act
 from memtypes.explore.table import Clause, Column, Moves, TableModel, TableProperty
-from memtypes.hosts.profile import resolve
+from memtypes.hosts.profile import resolve, resolve_arm64
 from memtypes.linux import drivers
 from memtypes.linux.drivers import GMEM_MMAP_VMA, Backing
 from memtypes.linux.kvm import variants as kvm_variants
@@ -102,7 +102,7 @@ class KvmModel(TableModel):
         self.name = f"{self.family}@{kernel}" + ("" if variant == "mainline" else f"+{variant}")
         self.rules = rules_for(kernel, variant)
         self.host_names = _list_param(params, "hosts", DEFAULT_HOSTS)
-        self.hosts = tuple(resolve(h, where="params.hosts") for h in self.host_names)
+        self.hosts = tuple(resolve_arm64(h, where="params.hosts") for h in self.host_names)
         self.feats = tuple(h.features for h in self.hosts)
         self.regions = _list_param(params, "regions", default_regions)
         for k in self.regions:
@@ -203,6 +203,16 @@ class KvmModel(TableModel):
                           KVM_CAP_ARM_MTE)[1] is None:
                 return [(act("vmm", "enable_mte"), (True,))]
         return []
+
+    def argument_values(self) -> dict[tuple[str, str], dict[str, set]]:
+        """The values the VMM's slot actions can ever take here (scenario steps outside them are
+        mistakes, not steps this kernel merely does not offer)."""
+        slots = set(range(self.nslots))
+        kinds = set(self.regions)
+        return {("vmm", "create_memslot"): {"slot": slots, "backing": kinds},
+                ("vmm", "mmap_over"): {"slot": slots, "backing": kinds},
+                ("vmm", "delete_memslot"): {"slot": slots},
+                ("guest", "access"): {"slot": slots}}
 
     def _start_vcpus(self, vals):
         return [] if vals[0] else [(act("vmm", "start_vcpus"), (True,))]

@@ -452,6 +452,8 @@ def kernel(spec: str, *, where: str = "--kernel") -> Kernel:
     base, variant = split_variant(spec)
     v = parse_version(base, where=where)
     r = rules_for_version(v)
+    if variant == "":
+        raise InputError(f"'{spec}' has an empty variant", where=where, expected="VERSION[+VARIANT]")
     if variant:
         r = apply_variant(r, variant, where=where)
     return Kernel(v, r, assumed_version(v))

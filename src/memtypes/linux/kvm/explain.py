@@ -90,7 +90,11 @@ class Explanation:
 def parse_slot_flags(text: str | None) -> tuple[int, bool]:
     """``log_dirty,readonly,gmem_only`` -> (memslot flags, gmem_only)."""
     flags, gmem_only = 0, False
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+    parts = [p.strip() for p in (text or "").split(",")] if (text or "").strip() else []
+    if any(not p for p in parts):
+        raise InputError(f"'{text}' has an empty flag", where="--slot-flags",
+                         expected="comma-separated flags: " + ", ".join(SLOT_FLAGS))
+    for part in parts:
         if part == "gmem_only":
             gmem_only = True
         elif part in SLOT_FLAG_NAMES:
