@@ -155,11 +155,15 @@ def check(
         raise InputError("no families are installed", where="memtypes check")
 
     progress = _Progress()
+    from memtypes.explore.vector import Unsupported
     try:
         matrix = runner.run_matrix(
             fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
             max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
             workers=workers, params=params, progress=progress, explorer=explorer)
+    except Unsupported as e:    # a model too wide or too large for the chosen explorer
+        raise InputError(str(e), where=f"--explorer {explorer}",
+                         expected="--explorer auto or serial") from None
     finally:
         progress.stop()
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []
