@@ -433,6 +433,7 @@ class _Step:
         self.wpos = [step.reads.index(c) for c in step.writes]
         self.wstride = [eng.stride[c] for c in step.writes]
         self.wword = [eng.word[c] for c in step.writes]
+        self.twords = sorted(set(self.wword))
         self.delta = np.zeros((eng.kf, _prod(radix)) if eng.wide else _prod(radix), eng.dt)
         self.filled = np.zeros(_prod(radix), bool)
 
@@ -450,6 +451,7 @@ class _Group:
         self.wkstr = np.array([table.kstr[self.wpos[j]] for j in self.wplain], np.int64)
         self.wradix = np.array([table.radix[self.wpos[j]] for j in self.wplain], np.int64)
         self.wword = np.array([eng.word[g.writes[j]] for j in self.wplain], np.int64)
+        self.twords = sorted(set(self.wword.tolist()))      # the words its plain writes touch
         # a wide code's delta has a row per word (a chain's: with the transient words)
         self.dwords = (eng.kf if getattr(g, "steps", ()) else eng.ks) if eng.wide else 0
         self.delta = np.zeros((self.dwords, 0) if eng.wide else 0, eng.dt)
@@ -816,13 +818,20 @@ class _Engine:
         """The word of ``codes`` that holds the blocks' digits."""
         return codes[0] if self.wide else codes
 
-    def plus(self, base, delta, idx):
-        """``base`` (gathered codes) plus the moves' deltas ``delta[idx]``; a wide base grows
-        the transient words of a chain's delta (zero in states)."""
-        d = _at(delta, idx)
-        if self.wide and d.shape[0] > base.shape[0]:
-            base = np.concatenate([base, np.zeros((d.shape[0] - base.shape[0], base.shape[1]), base.dtype)])
-        return base + d
+    def plus(self, base, delta, idx, words=(), keep: bool = False):
+        """``base`` (gathered codes) plus the moves' deltas ``delta[idx]``.  Wide: only the
+        ``words`` the moves write are added, in place unless ``keep`` (the base is a fresh
+        gather), and a chain's delta adds the transient words (zero in states)."""
+        if not self.wide:
+            return base + _at(delta, idx)
+        if delta.shape[0] > base.shape[0]:
+            out = np.zeros((delta.shape[0], base.shape[1]), np.int64)
+            out[:base.shape[0]] = base
+        else:
+            out = base.copy() if keep else base
+        for w in words:
+            out[w] += _at(delta[w], idx)
+        return out
 
     def differs(self, a, b):
         """Per state, whether codes ``a`` and ``b`` differ."""
@@ -950,7 +959,11 @@ class _Engine:
             miss = ~_at(st.filled, keys)
             if miss.any():
                 self.fill_step(grp, st, keys[miss])
-            succ = succ + _at(st.delta, keys)
+            if self.wide:
+                for w in st.twords:
+                    succ[w] += _at(st.delta[w], keys)
+            else:
+                succ = succ + _at(st.delta, keys)
         if self.wide:
             if self.kf > self.ks:
                 if succ[self.ks:].any():
@@ -1022,8 +1035,9 @@ class _Engine:
             return low
         out = parent(codes)
         out[0] = low
-        for w in range(1, self.ks):
-            out[w] += _at(grp.delta[w], midx)
+        for w in grp.twords:
+            if w:
+                out[w] += _at(grp.delta[w], midx)
         return out
 
     def canon(self, grp: _Group, parent, midx, cache: dict, codes):
@@ -1087,7 +1101,7 @@ class _Engine:
             delta = self.deltas(grp)
             if grp.steps:                 # a chain: its steps, then drop moves that change nothing
                 base = parent(codes)
-                succ = self.chained(grp, self.plus(base, delta, midx))
+                succ = self.chained(grp, self.plus(base, delta, midx, grp.twords, keep=True))
                 moved = np.flatnonzero(self.differs(succ, base))
                 trans += moved.size
                 if moved.size < _len(succ):
@@ -1095,7 +1109,7 @@ class _Engine:
                 if not succ.size:
                     continue
             elif not grp.wblocks:
-                succ = self.plus(parent(codes), delta, midx)
+                succ = self.plus(parent(codes), delta, midx, grp.twords)
             elif grp.sym is not None and grp.sym[1] is not None:
                 succ = self.merged(grp, parent, midx, cache, codes)
             else:
