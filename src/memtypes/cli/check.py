@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -115,6 +116,10 @@ def check(
         None, "--param", metavar="FAMILY.KEY=VALUE",
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
              "e.g. --param dma-iommufd.tv26=true."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", metavar="SIZE",
+        help="Memory bound per job (e.g. 4G; default 3/4 of this machine's memory): past it the "
+             "vector explorer spills its states to disk, the serial one stops."),
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
@@ -154,8 +159,15 @@ def check(
     if not fams:
         raise InputError("no families are installed", where="memtypes check")
 
-    progress = _Progress()
+    from memtypes.explore import memory
     from memtypes.explore.vector import Unsupported
+    env_before = os.environ.get(memory.ENV)
+    if max_memory is not None:
+        try:
+            os.environ[memory.ENV] = str(memory.parse_size(max_memory))  # (inherited by workers)
+        except ValueError as e:
+            raise InputError(str(e), where="--max-memory", expected="a size > 0 such as 4G or 512M") from None
+    progress = _Progress()
     try:
         matrix = runner.run_matrix(
             fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
@@ -164,8 +176,14 @@ def check(
     except Unsupported as e:    # a model too wide or too large for the chosen explorer
         raise InputError(str(e), where=f"--explorer {explorer}",
                          expected="--explorer auto or serial") from None
+    except memory.MemoryBound as e:
+        raise InputError(str(e), where="--max-memory") from None
     finally:
         progress.stop()
+        if env_before is None:
+            os.environ.pop(memory.ENV, None)
+        else:
+            os.environ[memory.ENV] = env_before
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []
     if not matrix.jobs:
         raise InputError("no family models this selection", where="--kernel/--variant",

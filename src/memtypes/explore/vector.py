@@ -53,6 +53,9 @@ Gathers use ``take`` without bounds checks (their indices are in range by constr
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from math import comb, factorial, prod as _prod
 from typing import Any, Callable
@@ -290,6 +293,70 @@ def _hash64(codes):
     return h
 
 
+class _Spill:
+    """A temporary folder of memory-mapped arrays (made on first use; :meth:`close` removes it,
+    and the search calls it on every exit path)."""
+
+    def __init__(self, where: str | None = None):
+        self.where, self.dir, self.files = where, None, 0
+
+    def empty(self, dtype, size: int):
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="memtypes-spill-", dir=self.where)
+        self.files += 1
+        return np.memmap(os.path.join(self.dir, f"{self.files}.bin"), dtype=dtype, mode="w+",
+                         shape=(max(size, 1),))
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+class _Grow:
+    """An append-only array: in memory (grown in place by ``realloc``), or, once
+    :meth:`to_disk`, a memory-mapped file (grown by copying into a larger one)."""
+
+    def __init__(self, dtype, cap: int = 1 << 12):
+        self.a = np.empty(cap, dtype)
+        self.n = 0
+        self.spill: _Spill | None = None
+
+    def append(self, x) -> None:
+        m = x.size
+        if self.n + m > self.a.size:
+            self._grow(self.n + m)
+        self.a[self.n:self.n + m] = x
+        self.n += m
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, self.a.size + (self.a.size >> 1))
+        if self.spill is None:
+            self.a.resize(cap, refcheck=False)
+        else:
+            new = self.spill.empty(self.a.dtype, cap)
+            new[:self.n] = self.a[:self.n]
+            old, self.file = self.file, new.filename
+            self.a = new.view(np.ndarray)
+            try:
+                os.remove(old)              # (its pages stay mapped while anything views it)
+            except OSError:
+                pass
+
+    def to_disk(self, spill: _Spill) -> None:
+        new = spill.empty(self.a.dtype, max(self.a.size, 2 * self.n))
+        new[:self.n] = self.a[:self.n]
+        self.a, self.spill, self.file = new.view(np.ndarray), spill, new.filename
+
+    def view(self, a: int, b: int):
+        return self.a[a:b]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory (nothing once on disk: the page cache decides)."""
+        return 0 if self.spill is not None else self.n * self.a.itemsize
+
+
 class _WideSet:
     """The visited set of wide codes (``k`` words per state): the codes themselves, in discovery
     order, one growing ``int64`` array per word (grown in place: ``realloc`` remaps the pages of
@@ -305,8 +372,16 @@ class _WideSet:
 
     def __init__(self, k: int, log2: int = 10):
         self.k, self.n = k, 0
-        self.words = [np.empty(1 << 12, np.int64) for _ in range(k)]
+        self.store = [_Grow(np.int64) for _ in range(k)]
         self._table(log2)
+
+    @property
+    def words(self):
+        return [g.a for g in self.store]
+
+    def to_disk(self, spill: _Spill) -> None:
+        for g in self.store:
+            g.to_disk(spill)
 
     def _table(self, log2: int) -> None:
         self.log2 = log2
@@ -358,13 +433,8 @@ class _WideSet:
     def add(self, q) -> None:
         """Store codes ``q`` (``k`` rows: distinct and not yet present) as the next states."""
         n0, m = self.n, _len(q)
-        cap = self.words[0].size
-        if n0 + m > cap:
-            cap = max(n0 + m, cap + (cap >> 1))
-            for w in self.words:
-                w.resize(cap, refcheck=False)
-        for w, row in zip(self.words, q):
-            w[n0:n0 + m] = row
+        for g, row in zip(self.store, q):
+            g.append(row)
         self.n = n0 + m
         if 2 * self.n > self.tab.size:
             log2 = self.log2
@@ -398,7 +468,7 @@ class _WideSet:
 
     @property
     def nbytes(self) -> int:
-        return self.tab.nbytes + 8 * self.k * self.n
+        return self.tab.nbytes + sum(g.nbytes for g in self.store)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1238,14 +1308,32 @@ class _Engine:
 def explore_vector(model, *, max_depth: int | None = None, max_states: int | None = None,
                    progress: Callable[[int, int, int], Any] | None = None,
                    stop_on_violation: bool = False, max_seconds: float | None = None,
+                   max_memory: int | None = None, spill_dir: str | None = None,
                    _keep: dict | None = None) -> ExploreResult:
     """Breadth-first search of a table-driven ``model`` (same contract and results as
     :func:`memtypes.explore.search.explore`; ``stop_on_violation`` stops after the chunk of
     ``CHUNK`` states that found the violation, so the count of states stored then may differ
-    from the serial explorer's, which stops after its own chunk)."""
+    from the serial explorer's, which stops after its own chunk).
+
+    Once what the search holds in memory would pass ``max_memory`` (bytes; default
+    :func:`memtypes.explore.memory.max_memory`), the stored codes and parent indices move to
+    memory-mapped files in a temporary folder (in ``spill_dir``, default the system's), the
+    columns kept for the next level are dropped (decoded again when expanded), and the search
+    goes on (``result.spilled``); the folder is removed on every exit path."""
     why = supports(model)
     if why is not None:
         raise Unsupported(f"the vector explorer cannot run this model: {why}")
+    from memtypes.explore import memory
+    spill = _Spill(spill_dir)
+    try:
+        return _explore_vector(model, max_depth, max_states, progress, stop_on_violation,
+                               max_seconds, memory.max_memory(max_memory), spill, _keep)
+    finally:
+        spill.close()
+
+
+def _explore_vector(model, max_depth, max_states, progress, stop_on_violation, max_seconds,
+                    bound, spill: _Spill, _keep) -> ExploreResult:
     t0 = time.perf_counter()
     eng = _Engine(model)
     res = ExploreResult(workers=1, fingerprint="packed")
@@ -1258,25 +1346,52 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
     pending = {name: kind for name, kind, _, _ in eng.props}
     found_v: dict[str, int] = {}
     found_r: dict[str, int] = {}
-    fps_parts: list = []
-    par_parts: list = []
+    # the codes in discovery order (wide: the visited set's own) and the parent indices;
+    # a level's frontier is the range of codes the level before stored
+    fps = None if wide else _Grow(eng.dt)
+    pars = _Grow(np.int32)
     nstates = 0
-
+    spilled = False
     decoded: list[dict] = []       # per stored batch, its columns decoded by the check
+    decoded_bytes = 0
+
+    def codes(a: int, b: int):
+        return visited.codes(a, b) if wide else fps.view(a, b).copy()
+
+    def held() -> int:
+        """Bytes the search holds in memory (its visited set, codes, parents, kept columns)."""
+        return visited.nbytes + pars.nbytes + (0 if wide else fps.nbytes) + decoded_bytes + cols_bytes
+
+    def to_disk() -> None:
+        nonlocal spilled
+        spilled = True
+        (visited if wide else fps).to_disk(spill)
+        pars.to_disk(spill)
 
     def store(new, parents) -> None:
-        nonlocal nstates
+        nonlocal nstates, pars, decoded_bytes
         visited.add(new)
         if not wide:
-            fps_parts.append(new)
-        par_parts.append(parents.astype(np.int32) if nstates + _len(new) < 1 << 31 else parents)
+            fps.append(new)
+        if nstates + _len(new) >= 1 << 31 and pars.a.dtype != np.int64:
+            wider = _Grow(np.int64, max(pars.n, 1))
+            wider.append(pars.a[:pars.n])
+            if pars.spill is not None:
+                wider.to_disk(spill)
+            pars = wider
+        pars.append(parents)
         cache: dict = {}
         hits = eng.check(new, pending, cache)
-        decoded.append({k: eng.slim(k, v) for k, v in cache.items()  # columns (not masks or keys)
-                        if isinstance(k, int) or k == "high" or k[0] == "rest"})
+        # columns (not masks or keys), kept for the next level unless spilled
+        keep = {} if spilled else {k: eng.slim(k, v) for k, v in cache.items()
+                                   if isinstance(k, int) or k == "high" or k[0] == "rest"}
+        decoded.append(keep)
+        decoded_bytes += sum(v.nbytes for v in keep.values())
         for name, j in hits.items():
             (found_v if pending.pop(name) == "always" else found_r)[name] = nstates + j
         nstates += _len(new)
+        if not spilled and bound and held() > bound:
+            to_disk()
 
     # initial states
     inits, ipar, have = [], [], set()
@@ -1292,9 +1407,11 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         ipar.append(-1 - i)
     frontier = np.array(inits, np.int64).reshape(-1, eng.ks).T.copy() if wide else np.array(inits, eng.dt)
     fcols: dict = {}
+    cols_bytes = 0
     if _len(frontier):
         store(frontier, np.array(ipar, np.int64))
         fcols = decoded.pop()
+        decoded_bytes = 0
     depth, base = 0, 0
     last = time.monotonic()
     stop = bool(stop_on_violation and found_v)
@@ -1305,9 +1422,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         level_new = []
         nfront = _len(frontier)
         for c0 in range(0, nfront, CHUNK):
-            # (a wide frontier is the previous level's range of the visited set's codes)
-            chunk = visited.codes(base + c0, base + min(c0 + CHUNK, nfront)) if wide \
-                else frontier[c0:c0 + CHUNK]
+            chunk = codes(base + c0, base + min(c0 + CHUNK, nfront))
             succs, oks = [], []
             beyond = False
             parts, trans = eng.expand(chunk, {k: v[c0:c0 + CHUNK] for k, v in fcols.items()})
@@ -1339,7 +1454,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
                 res.complete, res.truncated_by = False, "max_states"
             if _len(new):
                 store(new, parents)
-                level_new.append(_len(new) if wide else new)
+                level_new.append(_len(new))
             if stop_on_violation and found_v:
                 stop = True
             if stop or res.truncated_by is not None:
@@ -1347,20 +1462,18 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             now = time.monotonic()
             if progress is not None and now - last >= 0.1:
                 last = now
-                progress(nstates, depth + 1, nfront - c0 - _len(chunk)
-                         + sum(x if wide else x.size for x in level_new))
+                progress(nstates, depth + 1, nfront - c0 - _len(chunk) + sum(level_new))
             if deadline is not None and time.perf_counter() >= deadline:
                 res.complete, res.truncated_by = False, "max_seconds"
                 break
         if not expanding:
             break
         base += nfront
-        if wide:                    # (only its size is used)
-            frontier = np.zeros((0, sum(level_new)), np.int64)
-        else:
-            frontier = np.concatenate(level_new) if level_new else np.zeros(0, eng.dt)
+        frontier = np.zeros((0, sum(level_new)), np.int64)   # (only its size is used)
         fcols = _joined(decoded)
+        cols_bytes = sum(v.nbytes for v in fcols.values())
         decoded.clear()
+        decoded_bytes = 0
         if _len(frontier):
             depth += 1
     if stop and res.truncated_by is None:
@@ -1368,23 +1481,16 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
     res.states, res.depth = nstates, depth
     if progress is not None:
         progress(nstates, depth, 0)
-    # (the stored batches stay apart: one array of each would double them at the end)
-    ends = np.cumsum([x.size for x in par_parts]) if par_parts else np.zeros(0, np.int64)
-
-    def at(parts, idx: int) -> int:
-        if wide and parts is fps_parts:
-            return visited.code(idx)
-        b = int(np.searchsorted(ends, idx, side="right"))
-        return int(parts[b][idx - (int(ends[b - 1]) if b else 0)])
+    res.spilled = spilled
 
     def chain_of(idx: int) -> tuple[int, list[int]]:
         out = []
         while True:
-            p = at(par_parts, idx)
+            p = int(pars.a[idx])
             if p < 0:
                 out.reverse()
                 return -1 - p, out
-            out.append(at(fps_parts, idx))
+            out.append(visited.code(idx) if wide else int(fps.a[idx]))
             idx = p
 
     for found, dest in ((found_v, res.violations), (found_r, res.reached)):
@@ -1393,8 +1499,5 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             dest[name] = _rebuild(model, eng.encode, ii, ch)
     res.seconds = time.perf_counter() - t0
     if _keep is not None:
-        _keep.update(visited=visited, engine=eng,
-                     fps=visited.codes(0, nstates) if wide else
-                     np.concatenate(fps_parts) if fps_parts else np.zeros(0, np.int64),
-                     parents=np.concatenate(par_parts) if par_parts else np.zeros(0, np.int64))
+        _keep.update(visited=visited, engine=eng, fps=codes(0, nstates), parents=pars.view(0, nstates))
     return res
