@@ -235,7 +235,12 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
                                 workers=workers, progress=progress,
                                 stop_on_violation=stop_on_violation, max_seconds=max_seconds)
     if backend != "serial":
-        from memtypes.explore import vector
+        from memtypes.explore import cluster, vector
+        client = cluster.active()     # (memtypes check --cluster: table-driven jobs run there)
+        if client is not None and vector.supports(model) is None:
+            return cluster.explore_cluster(model, client, max_depth=max_depth, max_states=max_states,
+                                           progress=progress, stop_on_violation=stop_on_violation,
+                                           max_seconds=max_seconds)
         if backend == "auto" and vector.small(model):
             backend = "serial"
     if backend != "serial":
