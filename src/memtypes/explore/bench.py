@@ -182,6 +182,7 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
         "engine_states_per_sec": round(best.states / engine_s, 1) if engine_s > 0 else 0.0,
         "engine_ratio": round(best.states / engine_s / raw, 4) if engine_s > 0 and raw else None,
         "transitions_per_state": round(best.transitions / max(best.states, 1), 2),
+        "symmetry_factor": round(best.symmetry_factor, 3) if best.symmetry_factor else None,
         "visited_bytes_per_state": round(visited_bps, 1),
         "peak_bytes_per_state": round(peak_bps, 1),
         "collision_probability": best.collision_probability,
@@ -265,6 +266,7 @@ def _run_in_child(build: Callable[[], Any], explorer: str) -> dict:
             "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
             "states_per_cpu_sec": round(r.states / cpu, 1) if cpu > 0 else 0.0,
             "peak_bytes_per_state": round(peak / max(r.states, 1), 1) if peak is not None else None,
+            "symmetry_factor": round(r.symmetry_factor, 3) if r.symmetry_factor else None,
             "violations": {k: len(v) for k, v in sorted(r.violations.items())},
             "reached": {k: len(v) for k, v in sorted(r.reached.items())}}
 

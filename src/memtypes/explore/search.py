@@ -82,6 +82,9 @@ class ExploreResult:
     workers: int = 1
     truncated_by: str | None = None
     """Why the run is incomplete: "max_depth", "max_states", "max_seconds" or "violation"."""
+    orbits: int | None = None
+    """With interchangeable columns (vector explorer): the states the stored representatives
+    stand for (the unreduced search's count on a model symmetric as declared)."""
     spilled: bool = False
     """Whether the vector explorer moved its stored states to disk (the memory bound)."""
     fingerprint: str = "hash"
@@ -90,6 +93,11 @@ class ExploreResult:
     @property
     def states_per_sec(self) -> float:
         return self.states / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def symmetry_factor(self) -> float | None:
+        """The symmetry reduction: states represented per state stored (``None``: unknown)."""
+        return self.orbits / self.states if self.orbits and self.states else None
 
     @property
     def collision_probability(self) -> float:

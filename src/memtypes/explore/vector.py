@@ -884,6 +884,26 @@ class _Engine:
             return v
         return v.astype(np.uint8 if m < 1 << 8 else np.uint16 if m < 1 << 16 else v.dtype)
 
+    def orbits(self, codes) -> int:
+        """How many states the canonical ``codes`` stand for: per state, the product over the
+        blocks of ``k! / prod(m_v!)`` (``m_v``: how many of the block's ``k`` columns hold code
+        ``v``), the size of its orbit under permutations of each set of interchangeable columns.
+        Summed over the reachable representatives of a model that is symmetric as declared
+        (and whose initial states are), it is the unreduced search's state count."""
+        total = 0
+        for a in range(0, _len(codes), 1 << 18):
+            part = codes[..., a:a + (1 << 18)]
+            cache: dict = {}
+            size = np.ones(_len(part), np.float64)
+            for b in self.blocks:
+                cols = [self.column(part, c, cache) for c in b.cols]
+                run = np.ones(_len(part), np.int64)
+                for j in range(1, b.k):      # position within its run of equal codes, from 1
+                    run = np.where(cols[j] == cols[j - 1], run + 1, 1)
+                    size *= (j + 1) / run    # k! / prod(run lengths!), one factor at a time
+            total += int(np.rint(size).sum())
+        return total
+
     def w0(self, codes):
         """The word of ``codes`` that holds the blocks' digits."""
         return codes[0] if self.wide else codes
@@ -1482,6 +1502,8 @@ def _explore_vector(model, max_depth, max_states, progress, stop_on_violation, m
     if progress is not None:
         progress(nstates, depth, 0)
     res.spilled = spilled
+    if eng.blocks and nstates:
+        res.orbits = eng.orbits(codes(0, nstates))
 
     def chain_of(idx: int) -> tuple[int, list[int]]:
         out = []
