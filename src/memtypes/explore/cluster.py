@@ -157,8 +157,8 @@ class Partition:
         np = self.np
         order = np.argsort(ok, kind="stable")
         codes, ok = self.v._at(codes, order), ok[order]
-        if codes.ndim == 1:
-            _, first = np.unique(codes, return_index=True)
+        if codes.ndim == 1 or codes.shape[0] == 1:      # (one word: a plain sort)
+            _, first = np.unique(codes.reshape(-1), return_index=True)
         else:
             _, first = np.unique(codes.T, axis=0, return_index=True)
         first.sort()
