@@ -223,7 +223,9 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     (:mod:`memtypes.explore.vector`: table-driven models, needs numpy) or ``"auto"`` (vector
     when the model is table-driven, numpy is installed and the model is not so small that the
     serial explorer finishes first: see :func:`memtypes.explore.vector.small`); both give the
-    same states, order, verdicts and traces.
+    same states, order, verdicts and traces.  Inside ``memtypes.explore.cluster.connect(...)``
+    (``memtypes check --cluster``) a table-driven model is explored on the cluster instead
+    (:func:`memtypes.explore.cluster.explore_cluster`, the same results).
 
     ``max_memory``: the memory bound in bytes (default :func:`memtypes.explore.memory.max_memory`:
     ``$MEMTYPES_MAX_MEMORY`` or three quarters of the machine's memory): the vector explorer

@@ -18,6 +18,13 @@ How a BFS level is expanded, without calling the model per state:
   through a lookup table).  Above, every other column as a bit field (decoding is a shift and a
   mask).  The domains are the declared ones when the code space fits the bitmap below, else
   the reachable-value domains the model infers (:meth:`TableModel.value_domains`).
+* **Wide states.**  A code space past ``2**WORD_BITS`` (62 bits) is packed in several
+  ``int64`` words (:func:`_wide_layout`): each column a bit field within one word, the
+  blocks' digit at the bottom of word 0, the transient columns in words after the state's
+  (used between a chain's steps, never stored).  Codes are then ``(words, n)`` arrays; a
+  move adds a constant to each word it writes; the visited set (:class:`_WideSet`) stores the
+  codes once, in discovery order, under a table of their indices; first occurrences are found
+  through a 64-bit hash of the words (:meth:`_Engine._first_wide`, exact on collisions).
 * **Transition tables.**  For each group of moves, the key of a state is the mixed-radix number
   of its ``reads`` codes.  A dense table maps a key to its moves (count and offset), filled the
   first time a key is met from the model's (memoised) moves.  Since writes are among the reads,
@@ -39,7 +46,11 @@ How a BFS level is expanded, without calling the model per state:
   load <= 1/2) until a bitmap over the code space would cost at most 64 bytes per stored state,
   then that bitmap (code spaces up to 2**30, 128 MiB): memory stays under 100 bytes per state.
 * **Batches.**  Frontiers are expanded ``CHUNK`` parents at a time, and a chunk's successors
-  are looked up in the visited set together.
+  are looked up in the visited set together.  The codes and parent indices are append-only
+  arrays (:class:`_Grow`); a level's frontier is the range of codes the level before stored.
+* **Memory bound.**  Past ``max_memory`` the stored codes and parents move to memory-mapped
+  files in a temporary folder (:class:`_Spill`, removed on every exit path) and the search
+  goes on (``result.spilled``).
 * **Discovery order.**  Successors not yet visited are ordered by (parent, group, index of the
   move) -- the per-state explorer's order -- and the first occurrence of each is kept (two sorts
   of packed words).
@@ -148,7 +159,8 @@ def _len(codes) -> int:
 
 
 class Unsupported(ValueError):
-    """The model is table-driven but too wide for the vector explorer."""
+    """The model is table-driven but too large for the vector explorer (a column wider than a
+    word, a transition or clause table past ``MAX_TABLE``)."""
 
 
 class _Bitmap:
