@@ -150,7 +150,8 @@ def bench_model(model: Any, *, seconds: float = 10.0, mem_states: int = 200_000,
             eng = best_keep["engine"]
             states = eng.decode_many(best_keep["fps"])
             mdl = eng.model_seconds
-            vis = best_keep["visited"].nbytes + best_keep["fps"].nbytes + best_keep["parents"].nbytes
+            vis = best_keep.get("stored_bytes") or (best_keep["visited"].nbytes + best_keep["fps"].nbytes
+                                                     + best_keep["parents"].nbytes)
             visited_bps = vis / max(best.states, 1)
             best_keep = None
             # (as many states as the timed run: tracing slows the search, and a run cut

@@ -1533,5 +1533,7 @@ def _explore_vector(model, max_depth, max_states, progress, stop_on_violation, m
             dest[name] = _rebuild(model, eng.encode, ii, ch)
     res.seconds = time.perf_counter() - t0
     if _keep is not None:
-        _keep.update(visited=visited, engine=eng, fps=codes(0, nstates), parents=pars.view(0, nstates))
+        _keep.update(visited=visited, engine=eng, fps=codes(0, nstates), parents=pars.view(0, nstates),
+                     stored_bytes=visited.nbytes + pars.n * pars.a.itemsize
+                     + (0 if wide else fps.n * fps.a.itemsize))
     return res
