@@ -143,16 +143,20 @@ def test_first_occurrences_wide(monkeypatch, narrow_words, collide):
     assert parents.tolist() == [p for _, p in want]
 
 
-def test_real_job_forced_wide_matches_serial(narrow_words):
-    """A dma-type1 job (chains over a transient column) packed over several words."""
+@pytest.mark.parametrize("family,kernel,variant,params,bits", [
+    ("dma-type1", "6.9", "vfio-flush-reviewed", {"pages": 1}, 20),   # chains, transient words
+    ("dma-iommufd", "6.9", "mainline", {}, 24),                      # chains, wider ops column
+    ("passthrough", "7.1", "mainline", {"slots": 2}, 8),             # slots merged in word 0
+])
+def test_real_jobs_forced_wide_match_serial(narrow_words, family, kernel, variant, params, bits):
     from memtypes.check.registry import families
-    fam = {f.name: f for f in families()}["dma-type1"]
-    params = dict(fam.default_params, pages=1)
-    narrow_words(20)
-    m = fam.build("6.9", "vfio-flush-reviewed", params)
-    eng = engine(m)
+    fam = {f.name: f for f in families()}[family]
+    p = dict(fam.default_params, **params)
+    narrow_words(bits)
+    eng = engine(fam.build(kernel, variant, dict(p)))
     assert eng.wide and eng.ks >= 2
-    same(fam.build("6.9", "vfio-flush-reviewed", params))
+    r = same(fam.build(kernel, variant, dict(p)))
+    assert r.violations or r.reached
 
 
 def test_auto_picks_the_vector_explorer_for_wide_models(monkeypatch, narrow_words):
