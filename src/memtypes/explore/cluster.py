@@ -265,7 +265,9 @@ def explore_cluster(model, client, *, max_depth: int | None = None, max_states: 
                     progress: Callable[[int, int, int], Any] | None = None,
                     stop_on_violation: bool = False, max_seconds: float | None = None) -> ExploreResult:
     """Breadth-first search of a table-driven ``model`` over the workers of ``client`` (one
-    partition each): the contract and results of :func:`memtypes.explore.search.explore`."""
+    partition each): the contract and results of :func:`memtypes.explore.search.explore`
+    (``stop_on_violation`` and ``max_seconds`` stop after a whole level, and a search cut by
+    ``max_states`` counts the transitions of whole levels, so those counts may differ)."""
     import numpy as np
     from memtypes.explore import vector
 
