@@ -424,11 +424,19 @@ class _WideSet:
 
     def seen(self, q):
         tab, mask = self.tab, self.mask
-        out = np.zeros(_len(q), bool)
         h = self._slot(q)
         ss = _at(tab, h).astype(np.int64)
-        idx = np.flatnonzero(ss >= 0)
-        h, ss = _at(h, idx), _at(ss, idx)
+        # the first probe over all of ``q`` (an empty slot, -1, gathers state 0: masked out)
+        live = ss >= 0
+        words = self.words
+        out = (_at(words[0], ss) == q[0]) & live
+        for i in range(1, self.k):
+            out &= _at(words[i], ss) == q[i]
+        idx = np.flatnonzero(live & ~out)        # the few that collided
+        h = (_at(h, idx) + 1) & mask
+        ss = _at(tab, h).astype(np.int64)
+        live = ss >= 0
+        idx, h, ss = idx[live], h[live], ss[live]
         while idx.size:
             eq = self._equal(ss, q, idx)
             out[idx[eq]] = True
