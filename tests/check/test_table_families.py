@@ -88,7 +88,7 @@ def test_groups_read_what_they_write(fam):
 
 def test_slots_param_bounds():
     from memtypes.errors import InputError
-    for bad in (0, 5, "2", True):
+    for bad in (0, 6, "2", True):
         with pytest.raises(InputError):
             passthrough.build("6.9", "mainline", {"slots": bad})
-    assert passthrough.build("6.9", "mainline", {"slots": 4}).nslots == 4
+    assert passthrough.build("6.9", "mainline", {"slots": 5}).nslots == 5

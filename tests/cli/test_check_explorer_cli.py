@@ -72,3 +72,15 @@ def test_dma_type1_table_form_and_type1_model_agree(capsys):
     assert {j["explorer"] for j in d["stats"]["per_job"]} == {"serial"}
     assert main(["check", *sel, "--param", "dma-type1.table=false", "--explorer", "vector"]) == 2
     assert "not a table-driven model" in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_the_vector_explorer_is_one_line(capsys, monkeypatch):
+    """A model the vector explorer cannot pack or table (here: tables capped at 2 entries)
+    under ``--explorer vector``: one line naming the option and what is too large, exit 2."""
+    from memtypes.explore import vector
+    monkeypatch.setattr(vector, "MAX_TABLE", 2)
+    rc = main(["check", "--workers", "1", "--family", "dma-type1", "--kernel", "6.9",
+               "--variant", "mainline", "--explorer", "vector"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "--explorer vector" in err and "exceeds 2 entries" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,6 +144,14 @@ def check(
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
              "e.g. --param dma-iommufd.tv26=true."),
     variant_files: Optional[List[str]] = variants_opt.option(),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", metavar="SIZE",
+        help="Memory bound per job (e.g. 4G; default 3/4 of this machine's memory): past it the "
+             "vector explorer spills its states to disk, the serial one stops."),
+    cluster_spec: Optional[str] = typer.Option(
+        None, "--cluster", metavar="local:N|ADDRESS",
+        help="Explore the table-driven jobs on a Dask cluster (pip install 'memtypes[cluster]'): "
+             "local:N starts N local worker processes; ADDRESS joins a running scheduler."),
 ) -> int:
     """Check every family x kernel era x variant; print the verdict matrix and counterexamples."""
     from memtypes.check import registry, runner
@@ -206,14 +216,38 @@ def check(
     if not fams:
         raise InputError("no families are installed", where="memtypes check")
 
+    from memtypes.explore import memory
+    from memtypes.explore.vector import Unsupported
+    env_before = os.environ.get(memory.ENV)
+    if max_memory is not None:
+        try:
+            os.environ[memory.ENV] = str(memory.parse_size(max_memory))  # (inherited by workers)
+        except ValueError as e:
+            raise InputError(str(e), where="--max-memory", expected="a size > 0 such as 4G or 512M") from None
     progress = _Progress()
+    from memtypes.explore import cluster
+    on_cluster = cluster.connect(cluster_spec) if cluster_spec else contextlib.nullcontext()
+    if cluster_spec:
+        workers = 1             # (the jobs run one after another, each over the whole cluster)
     try:
-        matrix = runner.run_matrix(
-            fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
-            max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
-            workers=workers, params=params, progress=progress, explorer=explorer)
+        with on_cluster:
+            matrix = runner.run_matrix(
+                fams, kernel=era, variant=variant, properties=props, max_depth=max_depth,
+                max_states=runner.DEFAULT_MAX_STATES if max_states is None else max_states,
+                workers=workers, params=params, progress=progress, explorer=explorer)
+    except Unsupported as e:    # a model too wide or too large for the chosen explorer
+        raise InputError(str(e), where=f"--explorer {explorer}",
+                         expected="--explorer auto or serial") from None
+    except memory.MemoryBound as e:
+        raise InputError(str(e), where="--max-memory") from None
+    except cluster.ClusterError as e:
+        raise InputError(str(e), where="--cluster", expected="local:N or a Dask scheduler's address") from None
     finally:
         progress.stop()
+        if env_before is None:
+            os.environ.pop(memory.ENV, None)
+        else:
+            os.environ[memory.ENV] = env_before
     matrix.stats["missing_families"] = registry.missing_families() if family is None else []
     if note:
         matrix.stats["kernel_note"] = note

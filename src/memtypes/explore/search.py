@@ -82,12 +82,22 @@ class ExploreResult:
     workers: int = 1
     truncated_by: str | None = None
     """Why the run is incomplete: "max_depth", "max_states", "max_seconds" or "violation"."""
+    orbits: int | None = None
+    """With interchangeable columns (vector explorer): the states the stored representatives
+    stand for (the unreduced search's count on a model symmetric as declared)."""
+    spilled: bool = False
+    """Whether the vector explorer moved its stored states to disk (the memory bound)."""
     fingerprint: str = "hash"
     """``hash`` (serial), ``blake2b``/``encode`` (parallel) or ``packed`` (vector: exact codes)."""
 
     @property
     def states_per_sec(self) -> float:
         return self.states / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def symmetry_factor(self) -> float | None:
+        """The symmetry reduction: states represented per state stored (``None``: unknown)."""
+        return self.orbits / self.states if self.orbits and self.states else None
 
     @property
     def collision_probability(self) -> float:
@@ -199,7 +209,8 @@ def _split_props(model: Model):
 def explore(model: Model, *, max_depth: int | None = None, max_states: int | None = None,
             workers: int = 1, progress: Callable[[int, int, int], Any] | None = None,
             stop_on_violation: bool = False, max_seconds: float | None = None,
-            backend: str = "auto", _keep: dict | None = None) -> ExploreResult:
+            backend: str = "auto", max_memory: int | None = None,
+            _keep: dict | None = None) -> ExploreResult:
     """Breadth-first search of ``model``'s reachable states.
 
     ``max_depth``: states at most this many actions from an initial state are stored and checked
@@ -212,7 +223,14 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     (:mod:`memtypes.explore.vector`: table-driven models, needs numpy) or ``"auto"`` (vector
     when the model is table-driven, numpy is installed and the model is not so small that the
     serial explorer finishes first: see :func:`memtypes.explore.vector.small`); both give the
-    same states, order, verdicts and traces.
+    same states, order, verdicts and traces.  Inside ``memtypes.explore.cluster.connect(...)``
+    (``memtypes check --cluster``) a table-driven model is explored on the cluster instead
+    (:func:`memtypes.explore.cluster.explore_cluster`, the same results).
+
+    ``max_memory``: the memory bound in bytes (default :func:`memtypes.explore.memory.max_memory`:
+    ``$MEMTYPES_MAX_MEMORY`` or three quarters of the machine's memory): the vector explorer
+    spills its stored states to disk past it, the serial one raises
+    :class:`~memtypes.explore.memory.MemoryBound`.
 
     Every always-property violated gets its shortest counterexample in ``violations``; every
     sometimes-target reached gets its shortest witness in ``reached``; both are rebuilt by replay.
@@ -227,14 +245,19 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
                                 workers=workers, progress=progress,
                                 stop_on_violation=stop_on_violation, max_seconds=max_seconds)
     if backend != "serial":
-        from memtypes.explore import vector
+        from memtypes.explore import cluster, vector
+        client = cluster.active()     # (memtypes check --cluster: table-driven jobs run there)
+        if client is not None and vector.supports(model) is None:
+            return cluster.explore_cluster(model, client, max_depth=max_depth, max_states=max_states,
+                                           progress=progress, stop_on_violation=stop_on_violation,
+                                           max_seconds=max_seconds)
         if backend == "auto" and vector.small(model):
             backend = "serial"
     if backend != "serial":
         try:
             return vector.explore_vector(model, max_depth=max_depth, max_states=max_states,
                                          progress=progress, stop_on_violation=stop_on_violation,
-                                         max_seconds=max_seconds, _keep=_keep)
+                                         max_seconds=max_seconds, max_memory=max_memory, _keep=_keep)
         except vector.Unsupported:
             if backend == "vector":
                 raise
@@ -244,15 +267,18 @@ def explore(model: Model, *, max_depth: int | None = None, max_states: int | Non
     gc.disable()
     try:
         return _explore_serial(model, max_depth, max_states, progress, stop_on_violation,
-                               max_seconds, _keep)
+                               max_seconds, _keep, max_memory)
     finally:
         if was_gc:
             gc.enable()
 
 
 def _explore_serial(model, max_depth, max_states, progress, stop_on_violation, max_seconds,
-                    _keep) -> ExploreResult:
+                    _keep, max_memory=None) -> ExploreResult:
+    from memtypes.explore import memory
     t0 = time.perf_counter()
+    bound = memory.max_memory(max_memory)
+    rss = memory.rss_bytes if bound else (lambda: None)
     res = ExploreResult(workers=1, fingerprint="hash")
     fpf = hash
     nexts = next_states_fn(model)
@@ -354,6 +380,14 @@ def _explore_serial(model, max_depth, max_states, progress, stop_on_violation, m
                 nxt_extend(new)
             if stop or res.truncated_by is not None:
                 break
+            if bound and not (c0 // _CHUNK) & 7:       # (every 8 chunks: a read of /proc)
+                used = rss()
+                if used is not None and used > bound:
+                    raise memory.MemoryBound(
+                        f"the serial explorer passed the memory bound ({memory.fmt(bound)}; "
+                        f"resident {memory.fmt(used)}) after {len(fps):,} states; it cannot spill "
+                        "to disk: use the vector explorer (table-driven models), a larger "
+                        "--max-memory or --max-states")
             if progress is not None or deadline is not None:
                 now = time.monotonic()
                 if progress is not None and now - last_report >= 0.1:

@@ -18,6 +18,13 @@ How a BFS level is expanded, without calling the model per state:
   through a lookup table).  Above, every other column as a bit field (decoding is a shift and a
   mask).  The domains are the declared ones when the code space fits the bitmap below, else
   the reachable-value domains the model infers (:meth:`TableModel.value_domains`).
+* **Wide states.**  A code space past ``2**WORD_BITS`` (62 bits) is packed in several
+  ``int64`` words (:func:`_wide_layout`): each column a bit field within one word, the
+  blocks' digit at the bottom of word 0, the transient columns in words after the state's
+  (used between a chain's steps, never stored).  Codes are then ``(words, n)`` arrays; a
+  move adds a constant to each word it writes; the visited set (:class:`_WideSet`) stores the
+  codes once, in discovery order, under a table of their indices; first occurrences are found
+  through a 64-bit hash of the words (:meth:`_Engine._first_wide`, exact on collisions).
 * **Transition tables.**  For each group of moves, the key of a state is the mixed-radix number
   of its ``reads`` codes.  A dense table maps a key to its moves (count and offset), filled the
   first time a key is met from the model's (memoised) moves.  Since writes are among the reads,
@@ -39,7 +46,11 @@ How a BFS level is expanded, without calling the model per state:
   load <= 1/2) until a bitmap over the code space would cost at most 64 bytes per stored state,
   then that bitmap (code spaces up to 2**30, 128 MiB): memory stays under 100 bytes per state.
 * **Batches.**  Frontiers are expanded ``CHUNK`` parents at a time, and a chunk's successors
-  are looked up in the visited set together.
+  are looked up in the visited set together.  The codes and parent indices are append-only
+  arrays (:class:`_Grow`); a level's frontier is the range of codes the level before stored.
+* **Memory bound.**  Past ``max_memory`` the stored codes and parents move to memory-mapped
+  files in a temporary folder (:class:`_Spill`, removed on every exit path) and the search
+  goes on (``result.spilled``).
 * **Discovery order.**  Successors not yet visited are ordered by (parent, group, index of the
   move) -- the per-state explorer's order -- and the first occurrence of each is kept (two sorts
   of packed words).
@@ -53,6 +64,9 @@ Gathers use ``take`` without bounds checks (their indices are in range by constr
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from math import comb, factorial, prod as _prod
 from typing import Any, Callable
@@ -72,6 +86,12 @@ BITMAP_BYTES_PER_STATE = 64
 """The bitmap replaces the hash set once it costs at most this much per stored state."""
 MAX_TABLE = 1 << 24
 """The largest dense transition or clause table (entries); larger models use the serial explorer."""
+WORD_BITS = 62
+"""Bits of one word of a packed code.  A model whose code space (its transient columns
+included) passes ``2**WORD_BITS`` is packed *wide*: several ``int64`` words per state (every
+column within one word, the blocks of interchangeable columns at the bottom of the first, the
+transient columns in words of their own that states never store).  Tests lower it to force
+several words on small models."""
 MERGE_ENTRIES = 1 << 23
 """The largest merge table of a block of interchangeable columns (:meth:`_Block.fill_rows`)."""
 
@@ -123,9 +143,15 @@ def _joined(caches: list[dict]) -> dict:
 
 
 def _at(a, idx):
-    """``a[idx]`` for an index array known to be in range: ``take`` without bounds checks runs
-    about twice as fast as fancy indexing (the explorer's hottest operation)."""
-    return a.take(idx, mode="clip")
+    """``a[idx]`` (along the last axis: a wide code's words gather together) for an index array
+    known to be in range: ``take`` without bounds checks runs about twice as fast as fancy
+    indexing (the explorer's hottest operation)."""
+    return a.take(idx, axis=-1, mode="clip")
+
+
+def _len(codes) -> int:
+    """How many states ``codes`` holds (one integer each, or one column of words when wide)."""
+    return codes.shape[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,7 +159,8 @@ def _at(a, idx):
 
 
 class Unsupported(ValueError):
-    """The model is table-driven but too wide for the vector explorer."""
+    """The model is table-driven but too large for the vector explorer (a column wider than a
+    word, a transition or clause table past ``MAX_TABLE``)."""
 
 
 class _Bitmap:
@@ -267,6 +294,203 @@ class _Visited:
         return (self.bitmap or self.hash).nbytes
 
 
+def _hash64(codes):
+    """A 64-bit hash (``uint64``) of each wide code (``codes``: a row per word)."""
+    h = codes[0].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for i in range(1, codes.shape[0]):
+        h ^= h >> np.uint64(31)
+        h += codes[i].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0x165667B19E3779F9)
+    return h
+
+
+class _Spill:
+    """A temporary folder of memory-mapped arrays (made on first use; :meth:`close` removes it,
+    and the search calls it on every exit path)."""
+
+    def __init__(self, where: str | None = None):
+        self.where, self.dir, self.files = where, None, 0
+
+    def empty(self, dtype, size: int):
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="memtypes-spill-", dir=self.where)
+        self.files += 1
+        return np.memmap(os.path.join(self.dir, f"{self.files}.bin"), dtype=dtype, mode="w+",
+                         shape=(max(size, 1),))
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+class _Grow:
+    """An append-only array: in memory (grown in place by ``realloc``), or, once
+    :meth:`to_disk`, a memory-mapped file (grown by copying into a larger one)."""
+
+    def __init__(self, dtype, cap: int = 1 << 12):
+        self.a = np.empty(cap, dtype)
+        self.n = 0
+        self.spill: _Spill | None = None
+
+    def append(self, x) -> None:
+        m = x.size
+        if self.n + m > self.a.size:
+            self._grow(self.n + m)
+        self.a[self.n:self.n + m] = x
+        self.n += m
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, self.a.size + (self.a.size >> 1))
+        if self.spill is None:
+            self.a.resize(cap, refcheck=False)
+        else:
+            new = self.spill.empty(self.a.dtype, cap)
+            new[:self.n] = self.a[:self.n]
+            old, self.file = self.file, new.filename
+            self.a = new.view(np.ndarray)
+            try:
+                os.remove(old)              # (its pages stay mapped while anything views it)
+            except OSError:
+                pass
+
+    def to_disk(self, spill: _Spill) -> None:
+        new = spill.empty(self.a.dtype, max(self.a.size, 2 * self.n))
+        new[:self.n] = self.a[:self.n]
+        self.a, self.spill, self.file = new.view(np.ndarray), spill, new.filename
+
+    def view(self, a: int, b: int):
+        return self.a[a:b]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory (nothing once on disk: the page cache decides)."""
+        return 0 if self.spill is not None else self.n * self.a.itemsize
+
+
+class _WideSet:
+    """The visited set of wide codes (``k`` words per state): the codes themselves, in discovery
+    order, one growing ``int64`` array per word (grown in place: ``realloc`` remaps the pages of
+    a large block instead of copying them, and pages not yet written take no memory), and an
+    open-addressing table of their *indices* (``int32``, ``-1`` empty; linear probing, load
+    <= 1/2), so the set costs ``8k`` bytes per state plus 8-16 bytes of table.  The codes double
+    as the frontier of the next level and as the fingerprints of traces: nothing is stored
+    twice."""
+
+    _MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+    REBUILD = 1 << 20
+    """Codes rehashed per batch when the table grows (bounds the temporary arrays)."""
+
+    def __init__(self, k: int, log2: int = 10):
+        self.k, self.n = k, 0
+        self.store = [_Grow(np.int64) for _ in range(k)]
+        self._table(log2)
+
+    @property
+    def words(self):
+        return [g.a for g in self.store]
+
+    def to_disk(self, spill: _Spill) -> None:
+        for g in self.store:
+            g.to_disk(spill)
+
+    def _table(self, log2: int) -> None:
+        self.log2 = log2
+        self.mask = (1 << log2) - 1
+        self.tab = np.full(1 << log2, -1, np.int32)
+
+    def _slot(self, q):
+        """Table slots of codes ``q`` (``k`` rows): the words multiplied by odd constants and
+        summed, mixed once (xor-shift, multiply), top bits (Fibonacci hashing)."""
+        m = self._MULT
+        h = q[0].astype(np.uint64) * np.uint64(m[0])
+        for i in range(1, self.k):
+            h += q[i].astype(np.uint64) * np.uint64(m[i % len(m)] | 1)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(m[0])
+        return (h >> np.uint64(64 - self.log2)).astype(np.int64)
+
+    def _equal(self, ss, q, idx):
+        """Whether stored codes ``ss`` equal codes ``q[:, idx]`` (word 0 first, the others
+        only where it matched)."""
+        eq = _at(self.words[0], ss) == _at(q[0], idx)
+        for i in range(1, self.k):
+            sub = np.flatnonzero(eq)
+            if not sub.size:
+                break
+            eq[sub] = _at(self.words[i], _at(ss, sub)) == _at(q[i], _at(idx, sub))
+        return eq
+
+    def seen(self, q):
+        tab, mask = self.tab, self.mask
+        h = self._slot(q)
+        ss = _at(tab, h).astype(np.int64)
+        # the first probe over all of ``q`` (an empty slot, -1, gathers state 0: masked out)
+        live = ss >= 0
+        words = self.words
+        out = (_at(words[0], ss) == q[0]) & live
+        for i in range(1, self.k):
+            out &= _at(words[i], ss) == q[i]
+        idx = np.flatnonzero(live & ~out)        # the few that collided
+        h = (_at(h, idx) + 1) & mask
+        ss = _at(tab, h).astype(np.int64)
+        live = ss >= 0
+        idx, h, ss = idx[live], h[live], ss[live]
+        while idx.size:
+            eq = self._equal(ss, q, idx)
+            out[idx[eq]] = True
+            go = ~eq
+            idx, h = idx[go], (h[go] + 1) & mask
+            ss = _at(tab, h).astype(np.int64)
+            live = ss >= 0
+            idx, h, ss = idx[live], h[live], ss[live]
+        return out
+
+    def unseen(self, q):
+        return ~self.seen(q)
+
+    def add(self, q) -> None:
+        """Store codes ``q`` (``k`` rows: distinct and not yet present) as the next states."""
+        n0, m = self.n, _len(q)
+        for g, row in zip(self.store, q):
+            g.append(row)
+        self.n = n0 + m
+        if 2 * self.n > self.tab.size:
+            log2 = self.log2
+            while (1 << log2) < 2 * self.n:
+                log2 += 1
+            self.tab = None                 # (freed before the new table exists: a lower peak)
+            self._table(log2)
+            for a in range(0, self.n, self.REBUILD):
+                b = min(self.n, a + self.REBUILD)
+                self._insert(np.arange(a, b, dtype=np.int32), self.codes(a, b))
+        else:
+            self._insert(np.arange(n0, n0 + m, dtype=np.int32), q)
+
+    def _insert(self, idx, q) -> None:
+        h = self._slot(q)
+        tab, mask = self.tab, self.mask
+        while idx.size:
+            fi = np.flatnonzero(_at(tab, h) == -1)
+            tab[h[fi]] = idx[fi]                 # one of the claimants of each slot wins
+            lose = np.ones(idx.size, bool)
+            lose[fi[tab[h[fi]] == idx[fi]]] = False
+            idx, h = idx[lose], (h[lose] + 1) & mask
+
+    def codes(self, a: int, b: int):
+        """The codes of states ``a`` to ``b - 1`` (a copy: the words may move as they grow)."""
+        return np.stack([w[a:b] for w in self.words])
+
+    def code(self, i: int) -> int:
+        """State ``i``'s code as one integer (word ``j`` at bit ``64 j``)."""
+        return sum(int(w[i]) << (64 * j) for j, w in enumerate(self.words))
+
+    @property
+    def nbytes(self) -> int:
+        return self.tab.nbytes + sum(g.nbytes for g in self.store)
+
+
 # --------------------------------------------------------------------------------------------
 # Tables
 
@@ -298,7 +522,9 @@ class _Step:
         self.kstr = [_prod(radix[j + 1:]) for j in range(len(radix))]
         self.wpos = [step.reads.index(c) for c in step.writes]
         self.wstride = [eng.stride[c] for c in step.writes]
-        self.delta = np.zeros(_prod(radix), eng.dt)
+        self.wword = [eng.word[c] for c in step.writes]
+        self.twords = sorted(set(self.wword))
+        self.delta = np.zeros((eng.kf, _prod(radix)) if eng.wide else _prod(radix), eng.dt)
         self.filled = np.zeros(_prod(radix), bool)
 
 
@@ -314,7 +540,11 @@ class _Group:
         self.wstride = np.array([eng.stride[g.writes[j]] for j in self.wplain], np.int64)
         self.wkstr = np.array([table.kstr[self.wpos[j]] for j in self.wplain], np.int64)
         self.wradix = np.array([table.radix[self.wpos[j]] for j in self.wplain], np.int64)
-        self.delta = np.zeros(0, eng.dt)
+        self.wword = np.array([eng.word[g.writes[j]] for j in self.wplain], np.int64)
+        self.twords = sorted(set(self.wword.tolist()))      # the words its plain writes touch
+        # a wide code's delta has a row per word (a chain's: with the transient words)
+        self.dwords = (eng.kf if getattr(g, "steps", ()) else eng.ks) if eng.wide else 0
+        self.delta = np.zeros((self.dwords, 0) if eng.wide else 0, eng.dt)
         self.wblocks: dict[int, list[tuple[int, int]]] = {}  # block -> [(write index, place)]
         for j, c in enumerate(g.writes):
             if c in eng.inblock:
@@ -498,6 +728,44 @@ def _layout(radix: list[int], symmetric, transient=frozenset()):
     return low << (off if real is None else real), low, offs, bits, blocks, low << off
 
 
+def _wide_layout(radix: list[int], symmetric, transient, word_bits: int):
+    """A wide code's layout: the blocks' digits at the bottom of word 0 (as in :func:`_layout`),
+    then every other state column as a bit field in the first word with room for it (words
+    filled in column order, at most ``word_bits`` bits each, word 0 counting its blocks' bits),
+    then the transient columns in words after the state's.  Returns ``(low, blocks, place,
+    state words, words)`` with ``place[c] = (word, bit offset, field bits)``."""
+    sets = [tuple(s) for s in symmetric if len(s) > 1]
+    inblock = {c for s in sets for c in s}
+    low, blocks = 1, []
+    for sym in sets:
+        R = comb(radix[sym[0]] + len(sym) - 1, len(sym))
+        blocks.append((sym, low, R))
+        low *= R
+    if low >= 1 << 62:
+        raise Unsupported(f"the interchangeable columns' digits need {(low - 1).bit_length()} bits "
+                          "(at most 62)")
+    place: dict[int, tuple[int, int, int]] = {}
+    word, used = 0, (low - 1).bit_length()
+    last_state = 0
+    for tr in (False, True):
+        if tr and any(c in transient for c in range(len(radix))):
+            word, used = last_state + 1, 0       # transient columns: words of their own
+        for c in range(len(radix)):
+            if c in inblock or (c in transient) != tr:
+                continue
+            b = (radix[c] - 1).bit_length()
+            if b > 62:
+                raise Unsupported(f"column {c}: {radix[c]} values need {b} bits (at most 62)")
+            if used + b > max(word_bits, b) and used:
+                word, used = word + 1, 0
+            place[c] = (word, used - ((low - 1).bit_length() if word == 0 else 0), b)
+            used += b
+            if not tr:
+                last_state = word
+    words = max([w for w, _, _ in place.values()] + [0]) + 1
+    return low, blocks, place, last_state + 1, words
+
+
 class _Engine:
     """Everything one search keeps: domains, strides, transition and clause tables."""
 
@@ -519,12 +787,21 @@ class _Engine:
         # transient columns chains use between their steps
         self.space, self.low, self.off, fbits, blocks, self.full = _layout(self.radix, model.symmetric,
                                                                             transient)
-        if self.full >= 1 << 62:
-            raise Unsupported(f"code space {self.full} does not fit 62 bits")
+        # narrow: one integer per state; wide: ``ks`` words per state (``kf`` with the words of
+        # the transient columns, used between a chain's steps), ``codes[w]`` the w-th word
+        self.wide = self.full >= 1 << WORD_BITS
+        self.ks = self.kf = 1
+        self.word = {c: 0 for c in range(len(self.radix))}
+        if self.wide:
+            self.low, blocks, place, self.ks, self.kf = _wide_layout(
+                self.radix, model.symmetric, transient, WORD_BITS)
+            self.word = {c: w for c, (w, _, _) in place.items()}
+            self.off = {c: o for c, (_, o, _) in place.items()}
+            fbits = {c: b for c, (_, _, b) in place.items()}
         self.dt = np.int32 if self.full < 1 << 31 else np.int64  # half the bandwidth when it fits
         # a digit per block of interchangeable columns at the bottom, bit fields for the others above
-        self.stride: list = [self.low << self.off[c] if c in self.off else None
-                             for c in range(len(self.radix))]
+        self.stride: list = [(self.low if self.word[c] == 0 else 1) << self.off[c] if c in self.off
+                             else None for c in range(len(self.radix))]
         self.mask = {c: (1 << b) - 1 for c, b in fbits.items()}
         self.inblock: dict[int, tuple[int, int]] = {}
         self.blocks: list = []
@@ -604,8 +881,71 @@ class _Engine:
                     break
 
     def encode(self, state) -> int:
-        out = sum(code[v] * st for code, v, st in zip(self.codes, state, self.stride) if st is not None)
-        return out + sum(b.rank([self.codes[c][state[c]] for c in b.cols]) for b in self.blocks)
+        """The packed code of ``state`` as one integer (wide: word ``j`` at bit ``64 j``)."""
+        if not self.wide:
+            out = sum(code[v] * st for code, v, st in zip(self.codes, state, self.stride) if st is not None)
+            return out + sum(b.rank([self.codes[c][state[c]] for c in b.cols]) for b in self.blocks)
+        return sum(w << (64 * j) for j, w in enumerate(self.encode_words(state)))
+
+    def encode_words(self, state) -> list[int]:
+        """The words of a wide code of ``state`` (its state words only)."""
+        out = [0] * self.ks
+        for c, (code, v, st) in enumerate(zip(self.codes, state, self.stride)):
+            if st is not None and self.word[c] < self.ks:
+                out[self.word[c]] += code[v] * st
+        out[0] += sum(b.rank([self.codes[c][state[c]] for c in b.cols]) for b in self.blocks)
+        return out
+
+    def slim(self, k, v):
+        """Decoded column ``k`` in the narrowest type of its codes (kept for the next level:
+        a level's columns take a byte per state each instead of eight)."""
+        m = self.mask.get(k) if isinstance(k, int) else None
+        if m is None or v.dtype.itemsize == 1:
+            return v
+        return v.astype(np.uint8 if m < 1 << 8 else np.uint16 if m < 1 << 16 else v.dtype)
+
+    def orbits(self, codes) -> int:
+        """How many states the canonical ``codes`` stand for: per state, the product over the
+        blocks of ``k! / prod(m_v!)`` (``m_v``: how many of the block's ``k`` columns hold code
+        ``v``), the size of its orbit under permutations of each set of interchangeable columns.
+        Summed over the reachable representatives of a model that is symmetric as declared
+        (and whose initial states are), it is the unreduced search's state count."""
+        total = 0
+        for a in range(0, _len(codes), 1 << 18):
+            part = codes[..., a:a + (1 << 18)]
+            cache: dict = {}
+            size = np.ones(_len(part), np.float64)
+            for b in self.blocks:
+                cols = [self.column(part, c, cache) for c in b.cols]
+                run = np.ones(_len(part), np.int64)
+                for j in range(1, b.k):      # position within its run of equal codes, from 1
+                    run = np.where(cols[j] == cols[j - 1], run + 1, 1)
+                    size *= (j + 1) / run    # k! / prod(run lengths!), one factor at a time
+            total += int(np.rint(size).sum())
+        return total
+
+    def w0(self, codes):
+        """The word of ``codes`` that holds the blocks' digits."""
+        return codes[0] if self.wide else codes
+
+    def plus(self, base, delta, idx, words=(), keep: bool = False):
+        """``base`` (gathered codes) plus the moves' deltas ``delta[idx]``.  Wide: only the
+        ``words`` the moves write are added, in place unless ``keep`` (the base is a fresh
+        gather), and a chain's delta adds the transient words (zero in states)."""
+        if not self.wide:
+            return base + _at(delta, idx)
+        if delta.shape[0] > base.shape[0]:
+            out = np.zeros((delta.shape[0], base.shape[1]), np.int64)
+            out[:base.shape[0]] = base
+        else:
+            out = base.copy() if keep else base
+        for w in words:
+            out[w] += _at(delta[w], idx)
+        return out
+
+    def differs(self, a, b):
+        """Per state, whether codes ``a`` and ``b`` differ."""
+        return (a != b).any(axis=0) if self.wide else a != b
 
     def decode_many(self, codes) -> list[tuple]:
         """The model states of packed ``codes``."""
@@ -621,24 +961,28 @@ class _Engine:
             if c in self.inblock:
                 bi = self.inblock[c][0]
                 b = self.blocks[bi]
-                lo = codes - self._high(codes, cache) * self.low
+                c0 = self.w0(codes)
+                lo = c0 - self._high(codes, cache) * self.low
                 digit = lo // b.stride if bi == self.top else (lo // b.stride) % b.R
                 for cc, o in zip(b.cols, b.unrank(digit)):
                     cache[cc] = o
-                cache[("rest", bi)] = codes - digit * b.stride
+                cache[("rest", bi)] = c0 - digit * b.stride
                 return cache[c]
-            off = self.off[c]
-            hi = self._high(codes, cache)
+            off, w = self.off[c], self.word[c]
+            if w and w >= codes.shape[0]:  # a transient column of a wide state: code 0
+                v = cache[c] = np.zeros(_len(codes), np.int64)
+                return v
+            hi = self._high(codes, cache) if w == 0 else codes[w]
             v = cache[c] = ((hi >> off) if off else hi) & self.mask[c]
         return v
 
     def _high(self, codes, cache: dict):
         """The bit fields of ``codes`` (above the blocks' digits)."""
         if self.low == 1:
-            return codes
+            return self.w0(codes)
         hi = cache.get("high")
         if hi is None:
-            hi = cache["high"] = codes // self.low
+            hi = cache["high"] = self.w0(codes) // self.low
         return hi
 
     def key(self, codes, reads, kstr, cache: dict):
@@ -710,7 +1054,11 @@ class _Engine:
             except KeyError as e:
                 raise ValueError(f"step {step.name} of {grp.g.name}: value {e.args[0]!r} is not in "
                                  f"the domain of a written column {step.writes}") from None
-            st.delta[k] = sum((q - rc[j]) * s for q, j, s in zip(wc, st.wpos, st.wstride))
+            if self.wide:
+                for q, j, s, w in zip(wc, st.wpos, st.wstride, st.wword):
+                    st.delta[w, k] += (q - rc[j]) * s
+            else:
+                st.delta[k] = sum((q - rc[j]) * s for q, j, s in zip(wc, st.wpos, st.wstride))
             st.filled[k] = True
         self.model_seconds += time.perf_counter() - t0
 
@@ -721,22 +1069,40 @@ class _Engine:
             miss = ~_at(st.filled, keys)
             if miss.any():
                 self.fill_step(grp, st, keys[miss])
-            succ = succ + _at(st.delta, keys)
-        if self.full != self.space and (succ >= self.space).any():
+            if self.wide:
+                for w in st.twords:
+                    succ[w] += _at(st.delta[w], keys)
+            else:
+                succ = succ + _at(st.delta, keys)
+        if self.wide:
+            if self.kf > self.ks:
+                if succ[self.ks:].any():
+                    raise ValueError(f"chain {grp.g.name}: its last step leaves a transient column set")
+                succ = succ[:self.ks]
+        elif self.full != self.space and (succ >= self.space).any():
             raise ValueError(f"chain {grp.g.name}: its last step leaves a transient column set")
         return succ
 
     def deltas(self, grp: _Group):
         t = grp.table
         n = len(t.move_key)
-        have = grp.delta.size
+        have = _len(grp.delta)
         if have < n:
             keys = np.array(t.move_key[have:], np.int64)
             w = np.array(t.move_writes[have:], np.int64).reshape(n - have, len(grp.wpos))
             wp = w[:, grp.wplain]
             old = (keys[:, None] // grp.wkstr[None, :]) % grp.wradix[None, :]
-            d = ((wp - old) * grp.wstride[None, :]).sum(axis=1)
-            grp.delta = np.concatenate([grp.delta, d.astype(self.dt)])
+            if self.wide:
+                per = (wp - old) * grp.wstride[None, :]
+                d = np.zeros((grp.dwords, n - have), np.int64)
+                for wi in range(grp.dwords):
+                    sel = grp.wword == wi
+                    if sel.any():
+                        d[wi] = per[:, sel].sum(axis=1)
+                grp.delta = np.concatenate([grp.delta, d], axis=1)
+            else:
+                d = ((wp - old) * grp.wstride[None, :]).sum(axis=1)
+                grp.delta = np.concatenate([grp.delta, d.astype(self.dt)])
             for j in grp.symw:
                 bi = self.inblock[grp.g.writes[j]][0]
                 grp.symw[j] = np.concatenate([grp.symw[j], w[:, j].astype(self.blocks[bi].cdt)])
@@ -759,23 +1125,40 @@ class _Engine:
                 r = b.dropped(cols, p)
                 b.fill_rows(r)
                 row = cache[("row", bi, p)] = (r * b.D).astype(np.int32)
-            return parent(rest) + _at(grp.delta, midx) + _at(b.merge, parent(row) + v)
+            low = parent(rest) + self.delta0(grp, midx) + _at(b.merge, parent(row) + v)
+            return self.rejoin(grp, parent, codes, midx, low)
         x = [parent(o) for j, o in enumerate(cols) if j != p]
         term = b.term
-        succ = parent(rest) + _at(grp.delta, midx) + term(0, np.minimum(x[0], v))
+        succ = parent(rest) + self.delta0(grp, midx) + term(0, np.minimum(x[0], v))
         for j in range(1, len(x)):
             succ += term(j, np.minimum(x[j], np.maximum(x[j - 1], v)))
-        return succ + term(len(x), np.maximum(x[-1], v))
+        return self.rejoin(grp, parent, codes, midx, succ + term(len(x), np.maximum(x[-1], v)))
+
+    def delta0(self, grp: _Group, midx):
+        """The moves' deltas on the word holding the blocks."""
+        return _at(grp.delta[0] if self.wide else grp.delta, midx)
+
+    def rejoin(self, grp: _Group, parent, codes, midx, low):
+        """Successors whose block word is ``low``: the other words of a wide code are the
+        parent's plus the moves' deltas."""
+        if not self.wide:
+            return low
+        out = parent(codes)
+        out[0] = low
+        for w in grp.twords:
+            if w:
+                out[w] += _at(grp.delta[w], midx)
+        return out
 
     def canon(self, grp: _Group, parent, midx, cache: dict, codes):
         """Successors of a group that writes several columns of blocks: each block's columns
         (the parent's, with the written ones replaced) sorted by a network of minimum/maximum,
         then re-ranked."""
-        succ = parent(codes) + _at(grp.delta, midx)
+        succ = parent(self.w0(codes)) + self.delta0(grp, midx)
         for bi, ws in grp.wblocks.items():
             b = self.blocks[bi]
             cols = [parent(self.column(codes, c, cache)) for c in b.cols]
-            succ = succ - parent(codes - cache[("rest", bi)])
+            succ = succ - parent(self.w0(codes) - cache[("rest", bi)])
             for j, place in ws:
                 cols[place] = _at(grp.symw[j], midx)
             for i, j in _network(b.k):
@@ -784,7 +1167,7 @@ class _Engine:
                 cols[i] = lo
             for j, o in enumerate(cols):
                 succ = succ + b.term(j, o)
-        return succ
+        return self.rejoin(grp, parent, codes, midx, succ)
 
     # -- one chunk of a level ----------------------------------------------------------------------
     def expand(self, codes, cache: dict):
@@ -828,15 +1211,15 @@ class _Engine:
             delta = self.deltas(grp)
             if grp.steps:                 # a chain: its steps, then drop moves that change nothing
                 base = parent(codes)
-                succ = self.chained(grp, base + _at(delta, midx))
-                moved = np.flatnonzero(succ != base)
+                succ = self.chained(grp, self.plus(base, delta, midx, grp.twords, keep=True))
+                moved = np.flatnonzero(self.differs(succ, base))
                 trans += moved.size
-                if moved.size < succ.size:
+                if moved.size < _len(succ):
                     succ, par, midx = _at(succ, moved), _at(par, moved), _at(midx, moved)
                 if not succ.size:
                     continue
             elif not grp.wblocks:
-                succ = parent(codes) + _at(delta, midx)
+                succ = self.plus(parent(codes), delta, midx, grp.twords)
             elif grp.sym is not None and grp.sym[1] is not None:
                 succ = self.merged(grp, parent, midx, cache, codes)
             else:
@@ -849,6 +1232,8 @@ class _Engine:
         parent row of that first occurrence.  Two in-place sorts of packed (code, key) words
         when both fit in 63 bits (numpy's fast non-indirect sort), else two argsorts (by order key,
         then by code) and the smallest position of each code's run."""
+        if self.wide:
+            return self._first_wide(succ, ok)
         okbits = CHUNK.bit_length() - 1 + self.gbits + self.mbits
         pshift = self.gbits + self.mbits
         succ = succ.astype(np.int64)
@@ -873,12 +1258,45 @@ class _Engine:
         first.sort()
         return _at(succ, first).astype(self.dt), _at(ok, first) >> pshift
 
+    def _first_wide(self, succ, ok):
+        """:meth:`first_occurrences` of wide codes: in order-key order, the codes are grouped by
+        a 64-bit hash of their words (its high bits and the position, packed in one word, one
+        in-place sort), then checked equal within each group; a group of different codes
+        (two codes alike in the hash's kept bits: rare) makes the chunk take the exact way, a
+        stable sort by every word."""
+        pshift = self.gbits + self.mbits
+        order = np.argsort(ok)
+        succ, ok = _at(succ, order), _at(ok, order)
+        m = ok.size
+        pbits = max(1, (m - 1).bit_length())
+        pos_mask = np.uint64((1 << pbits) - 1)
+        key = (_hash64(succ) & ~pos_mask) | np.arange(m, dtype=np.uint64)
+        key.sort()
+        pos = (key & pos_mask).astype(np.int64)
+        hk = key >> np.uint64(pbits)
+        first = np.empty(m, bool)
+        first[0] = True
+        np.not_equal(hk[1:], hk[:-1], out=first[1:])
+        dup = np.flatnonzero(~first)
+        if dup.size:                        # each repeat equals the first of its group?
+            lead = np.maximum.accumulate(np.where(first, np.arange(m), 0))
+            a, b = _at(pos, dup), _at(pos, _at(lead, dup))
+            if (_at(succ, a) != _at(succ, b)).any():
+                by = np.lexsort(succ[::-1])       # stable: equal codes keep the order-key order
+                sc = _at(succ, by)
+                first = np.empty(m, bool)
+                first[0] = True
+                (sc[:, 1:] != sc[:, :-1]).any(axis=0, out=first[1:])
+                pos = by
+        keep = np.sort(pos[first])
+        return _at(succ, keep), _at(ok, keep) >> pshift
+
     def masks(self, codes, fi: int, cache: dict):
         """Clause masks of fused group ``fi`` for each state of ``codes`` (filling its table)."""
         got = cache.get(("mask", fi))
         if got is None:
             f = self.fused[fi]
-            keys = self.key(codes, f.reads, f.kstr, cache) if f.reads else np.zeros(codes.size, np.int64)
+            keys = self.key(codes, f.reads, f.kstr, cache) if f.reads else np.zeros(_len(codes), np.int64)
             got = _at(f.val, keys)
             if (got < 0).any():
                 t0 = time.perf_counter()
@@ -913,7 +1331,7 @@ class _Engine:
                 b = (m == bits) if conj else (m != 0)
                 acc = b if acc is None else (acc & b if conj else acc | b)
             if acc is None:               # no clause: an empty "all" holds, an empty "any" fails
-                if codes.size and conj == (kind == "sometimes"):
+                if _len(codes) and conj == (kind == "sometimes"):
                     out[name] = 0
                 continue
             if kind == "always" and not acc.all():
@@ -930,46 +1348,95 @@ class _Engine:
 def explore_vector(model, *, max_depth: int | None = None, max_states: int | None = None,
                    progress: Callable[[int, int, int], Any] | None = None,
                    stop_on_violation: bool = False, max_seconds: float | None = None,
+                   max_memory: int | None = None, spill_dir: str | None = None,
                    _keep: dict | None = None) -> ExploreResult:
     """Breadth-first search of a table-driven ``model`` (same contract and results as
     :func:`memtypes.explore.search.explore`; ``stop_on_violation`` stops after the chunk of
     ``CHUNK`` states that found the violation, so the count of states stored then may differ
-    from the serial explorer's, which stops after its own chunk)."""
+    from the serial explorer's, which stops after its own chunk).
+
+    Once what the search holds in memory would pass ``max_memory`` (bytes; default
+    :func:`memtypes.explore.memory.max_memory`), the stored codes and parent indices move to
+    memory-mapped files in a temporary folder (in ``spill_dir``, default the system's), the
+    columns kept for the next level are dropped (decoded again when expanded), and the search
+    goes on (``result.spilled``); the folder is removed on every exit path."""
     why = supports(model)
     if why is not None:
         raise Unsupported(f"the vector explorer cannot run this model: {why}")
+    from memtypes.explore import memory
+    spill = _Spill(spill_dir)
+    try:
+        return _explore_vector(model, max_depth, max_states, progress, stop_on_violation,
+                               max_seconds, memory.max_memory(max_memory), spill, _keep)
+    finally:
+        spill.close()
+
+
+def _explore_vector(model, max_depth, max_states, progress, stop_on_violation, max_seconds,
+                    bound, spill: _Spill, _keep) -> ExploreResult:
     t0 = time.perf_counter()
     eng = _Engine(model)
     res = ExploreResult(workers=1, fingerprint="packed")
-    visited = _Visited(eng.space)
+    wide = eng.wide
+    # a wide search keeps its codes in the visited set (in discovery order: the frontier is a
+    # range of them); a narrow one keeps them in batches beside its bitmap or hash set
+    visited = _WideSet(eng.ks) if wide else _Visited(eng.space)
     limit = max_states if max_states is not None else -1
     deadline = t0 + max_seconds if max_seconds is not None else None
     pending = {name: kind for name, kind, _, _ in eng.props}
     found_v: dict[str, int] = {}
     found_r: dict[str, int] = {}
-    fps_parts: list = []
-    par_parts: list = []
+    # the codes in discovery order (wide: the visited set's own) and the parent indices;
+    # a level's frontier is the range of codes the level before stored
+    fps = None if wide else _Grow(eng.dt)
+    pars = _Grow(np.int32)
     nstates = 0
-
+    spilled = False
     decoded: list[dict] = []       # per stored batch, its columns decoded by the check
+    decoded_bytes = 0
+
+    def codes(a: int, b: int):
+        return visited.codes(a, b) if wide else fps.view(a, b).copy()
+
+    def held() -> int:
+        """Bytes the search holds in memory (its visited set, codes, parents, kept columns)."""
+        return visited.nbytes + pars.nbytes + (0 if wide else fps.nbytes) + decoded_bytes + cols_bytes
+
+    def to_disk() -> None:
+        nonlocal spilled
+        spilled = True
+        (visited if wide else fps).to_disk(spill)
+        pars.to_disk(spill)
 
     def store(new, parents) -> None:
-        nonlocal nstates
+        nonlocal nstates, pars, decoded_bytes
         visited.add(new)
-        fps_parts.append(new)
-        par_parts.append(parents.astype(np.int32) if nstates + new.size < 1 << 31 else parents)
+        if not wide:
+            fps.append(new)
+        if nstates + _len(new) >= 1 << 31 and pars.a.dtype != np.int64:
+            wider = _Grow(np.int64, max(pars.n, 1))
+            wider.append(pars.a[:pars.n])
+            if pars.spill is not None:
+                wider.to_disk(spill)
+            pars = wider
+        pars.append(parents)
         cache: dict = {}
         hits = eng.check(new, pending, cache)
-        decoded.append({k: v for k, v in cache.items()     # columns (not masks or keys)
-                        if isinstance(k, int) or k == "high" or k[0] == "rest"})
+        # columns (not masks or keys), kept for the next level unless spilled
+        keep = {} if spilled else {k: eng.slim(k, v) for k, v in cache.items()
+                                   if isinstance(k, int) or k == "high" or k[0] == "rest"}
+        decoded.append(keep)
+        decoded_bytes += sum(v.nbytes for v in keep.values())
         for name, j in hits.items():
             (found_v if pending.pop(name) == "always" else found_r)[name] = nstates + j
-        nstates += new.size
+        nstates += _len(new)
+        if not spilled and bound and held() > bound:
+            to_disk()
 
     # initial states
     inits, ipar, have = [], [], set()
     for i, s in enumerate(model.init_states()):
-        c = eng.encode(s)
+        c = tuple(eng.encode_words(s)) if wide else eng.encode(s)
         if c in have:
             continue
         if len(inits) == limit:
@@ -978,29 +1445,32 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
         have.add(c)
         inits.append(c)
         ipar.append(-1 - i)
-    frontier = np.array(inits, eng.dt)
+    frontier = np.array(inits, np.int64).reshape(-1, eng.ks).T.copy() if wide else np.array(inits, eng.dt)
     fcols: dict = {}
-    if frontier.size:
+    cols_bytes = 0
+    if _len(frontier):
         store(frontier, np.array(ipar, np.int64))
         fcols = decoded.pop()
+        decoded_bytes = 0
     depth, base = 0, 0
     last = time.monotonic()
     stop = bool(stop_on_violation and found_v)
     if stop:
         res.complete, res.truncated_by = False, "violation"
-    while frontier.size and not stop and res.truncated_by is None:
+    while _len(frontier) and not stop and res.truncated_by is None:
         expanding = max_depth is None or depth < max_depth
         level_new = []
-        for c0 in range(0, frontier.size, CHUNK):
-            chunk = frontier[c0:c0 + CHUNK]
+        nfront = _len(frontier)
+        for c0 in range(0, nfront, CHUNK):
+            chunk = codes(base + c0, base + min(c0 + CHUNK, nfront))
             succs, oks = [], []
             beyond = False
             parts, trans = eng.expand(chunk, {k: v[c0:c0 + CHUNK] for k, v in fcols.items()})
             if expanding:
                 res.transitions += trans
             # one lookup in the visited set for the whole chunk, then split by part
-            sizes = [p[0].size for p in parts]
-            at = np.flatnonzero(visited.unseen(np.concatenate([p[0] for p in parts]))) if parts \
+            sizes = [_len(p[0]) for p in parts]
+            at = np.flatnonzero(visited.unseen(np.concatenate([p[0] for p in parts], axis=-1))) if parts \
                 else np.zeros(0, np.int64)
             starts = np.cumsum(sizes) - sizes if parts else []
             news = [x - b for x, b in zip(np.split(at, np.searchsorted(at, starts[1:])), starts)]
@@ -1017,14 +1487,14 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
                 break
             if not succs:
                 continue
-            new, parents = eng.first_occurrences(np.concatenate(succs), np.concatenate(oks))
+            new, parents = eng.first_occurrences(np.concatenate(succs, axis=-1), np.concatenate(oks))
             parents += base + c0
-            if limit >= 0 and nstates + new.size > limit:
-                new, parents = new[:limit - nstates], parents[:limit - nstates]
+            if limit >= 0 and nstates + _len(new) > limit:
+                new, parents = new[..., :limit - nstates], parents[:limit - nstates]
                 res.complete, res.truncated_by = False, "max_states"
-            if new.size:
+            if _len(new):
                 store(new, parents)
-                level_new.append(new)
+                level_new.append(_len(new))
             if stop_on_violation and found_v:
                 stop = True
             if stop or res.truncated_by is not None:
@@ -1032,39 +1502,37 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             now = time.monotonic()
             if progress is not None and now - last >= 0.1:
                 last = now
-                progress(nstates, depth + 1, frontier.size - c0 - chunk.size
-                         + sum(x.size for x in level_new))
+                progress(nstates, depth + 1, nfront - c0 - _len(chunk) + sum(level_new))
             if deadline is not None and time.perf_counter() >= deadline:
                 res.complete, res.truncated_by = False, "max_seconds"
                 break
         if not expanding:
             break
-        base += frontier.size
-        frontier = np.concatenate(level_new) if level_new else np.zeros(0, eng.dt)
+        base += nfront
+        frontier = np.zeros((0, sum(level_new)), np.int64)   # (only its size is used)
         fcols = _joined(decoded)
+        cols_bytes = sum(v.nbytes for v in fcols.values())
         decoded.clear()
-        if frontier.size:
+        decoded_bytes = 0
+        if _len(frontier):
             depth += 1
     if stop and res.truncated_by is None:
         res.complete, res.truncated_by = False, "violation"
     res.states, res.depth = nstates, depth
     if progress is not None:
         progress(nstates, depth, 0)
-    # (the stored batches stay apart: one array of each would double them at the end)
-    ends = np.cumsum([x.size for x in fps_parts]) if fps_parts else np.zeros(0, np.int64)
-
-    def at(parts, idx: int) -> int:
-        b = int(np.searchsorted(ends, idx, side="right"))
-        return int(parts[b][idx - (int(ends[b - 1]) if b else 0)])
+    res.spilled = spilled
+    if eng.blocks and nstates:
+        res.orbits = eng.orbits(codes(0, nstates))
 
     def chain_of(idx: int) -> tuple[int, list[int]]:
         out = []
         while True:
-            p = at(par_parts, idx)
+            p = int(pars.a[idx])
             if p < 0:
                 out.reverse()
                 return -1 - p, out
-            out.append(at(fps_parts, idx))
+            out.append(visited.code(idx) if wide else int(fps.a[idx]))
             idx = p
 
     for found, dest in ((found_v, res.violations), (found_r, res.reached)):
@@ -1073,7 +1541,7 @@ def explore_vector(model, *, max_depth: int | None = None, max_states: int | Non
             dest[name] = _rebuild(model, eng.encode, ii, ch)
     res.seconds = time.perf_counter() - t0
     if _keep is not None:
-        _keep.update(visited=visited, engine=eng,
-                     fps=np.concatenate(fps_parts) if fps_parts else np.zeros(0, np.int64),
-                     parents=np.concatenate(par_parts) if par_parts else np.zeros(0, np.int64))
+        _keep.update(visited=visited, engine=eng, fps=codes(0, nstates), parents=pars.view(0, nstates),
+                     stored_bytes=visited.nbytes + pars.n * pars.a.itemsize
+                     + (0 if wide else fps.n * fps.a.itemsize))
     return res

@@ -15,7 +15,7 @@ kvm_handle_guest_abort, enable_cap), never re-deriving a rule.
 
 State (a flat tuple, one value per column of the table-driven model of
 :mod:`memtypes.explore.table`): ``(host, mte, vcpus, accessed, slot0, ..., slotN-1)`` (param
-``slots``, 1 to 4; the slots are interchangeable, so a state keeps them sorted), each slot ``()``
+``slots``, 1 to 5; the slots are interchangeable, so a state keeps them sorted), each slot ``()``
 (empty) or ``(region, flags, s2, tags)``: ``region`` indexes the current backing (after remaps),
 ``flags`` is ``""``, ``"L"`` (KVM_MEM_LOG_DIRTY_PAGES), ``"G"`` (gmem-only guest_memfd slot) or
 ``"P"`` (KVM_MEM_ENABLE_CACHEABLE_PFNMAP, only in the ``cpfn-memslot-flag`` variant),
@@ -68,7 +68,7 @@ BOOL = (False, True)
 SLOT_FLAGS = ("", "G", "L", "P")          # sorted: a slot value's code follows its sort order
 SLOT_S2 = ("", "C", "D", "N")
 SLOT_TAGS = ("G", "S", "Z")
-MAX_SLOTS = 4
+MAX_SLOTS = 5                   # 5: 4.7 million states (memtypes bench --size large)
 
 
 def applies(kernel: str, variant: str) -> bool:
