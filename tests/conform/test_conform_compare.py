@@ -1,7 +1,8 @@
 """The comparison of real kernels' observations with the model, on observation files recorded
 from real runs of the agent (``memtypes conform --save-observations``) under QEMU 10.0.2:
-Debian's 6.1.192, 6.12.118 and 6.18.15 arm64 kernels on ``-cpu max`` (FWB, DIC, MTE, VHE) and
-6.12.118 on ``-cpu cortex-a57`` (nothing of those, nVHE)."""
+Debian's 6.1.192, 6.12.118, 6.18.15, 7.1.7, 7.1.8 and 7.3.4 arm64 kernels on ``-cpu max``
+(FWB, DIC, MTE, VHE), 6.1.192 and 6.12.118 on ``-cpu cortex-a57`` (none of those, nVHE) and
+7.3.4 on ``neoverse-n1`` (none of those, VHE)."""
 
 import gzip
 import json
@@ -31,7 +32,32 @@ def _rows(res):
 
 def test_fixtures_present():
     assert {f.name for f in FILES} >= {"6.1.192-max.obs.gz", "6.12.118-max.obs.gz",
-                                       "6.12.118-cortex-a57.obs.gz", "6.18.15-max.obs.gz"}
+                                       "6.12.118-cortex-a57.obs.gz", "6.18.15-max.obs.gz",
+                                       "7.1.7-max.obs.gz", "7.1.8-max.obs.gz", "7.3.4-max.obs.gz"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_the_model_agrees_with_every_recorded_kernel(path):
+    """Zero mismatches and nothing unobservable on what real kernels did (the CI runs the same
+    comparison live, --strict, on every series of the registry)."""
+    res = conform_run.replay(path)
+    bad = [(r.case, r.key, r.observed, r.expected) for r in res.comparison.rows
+           if r.status in (MISMATCH, NOT_OBSERVABLE)]
+    assert not bad
+    c = res.comparison.counts()
+    assert c[AGREE] > 150 and c[NOT_MODELLED] <= 2
+
+
+def test_a_stable_backport_located_by_two_releases():
+    """7.1.7 grants KVM_CAP_ARM_MTE after a guest_memfd slot, 7.1.8 refuses it: the model has the
+    backport at 7.1.8 (eras.BACKPORTS), and each file agrees with its own release only."""
+    key = ("mte-after/guest-memfd/read", "enable_cap:after-memslot")
+    old = _rows(conform_run.replay(OBS / "7.1.7-max.obs.gz"))[key]
+    new = _rows(conform_run.replay(OBS / "7.1.8-max.obs.gz"))[key]
+    assert (old.status, old.observed) == (AGREE, {"errno": ""})
+    assert (new.status, new.observed) == (AGREE, {"errno": "EINVAL"})
+    swapped = _rows(conform_run.replay(OBS / "7.1.8-max.obs.gz", kernel="7.1.7"))[key]
+    assert swapped.status == MISMATCH
 
 
 def test_host_facts_come_from_the_agent():

@@ -83,6 +83,8 @@ def conform_cmd(
     vfio: Optional[str] = typer.Option(None, "--vfio", help="--live: a PCI device (BDF) the agent may bind to vfio-pci"),
     replay_files: Optional[List[str]] = typer.Option(None, "--replay", help="compare a recorded observation file "
                                                      "(from --save-observations) instead of booting (repeatable)"),
+    as_kernel: Optional[str] = typer.Option(None, "--as-kernel", help="--replay: compare with this kernel's "
+                                            "rules instead of the recorded one's (e.g. which era a distro kernel matches)"),
     save_obs: Optional[str] = typer.Option(None, "--save-observations", help="write each target's raw observations "
                                            "into this folder (replayable with --replay)"),
     json_out: Optional[str] = typer.Option(None, "--json", help="write the observations and predictions as JSON"),
@@ -112,6 +114,11 @@ def conform_cmd(
     if replay_files and (live or qemu or kernels or kernel_image):
         raise InputError("--replay compares recorded files: it takes no --qemu, --live, --kernels or --kernel-image",
                          where="--replay", expected="--replay FILE [--replay FILE ...]")
+    if as_kernel and not replay_files:
+        raise InputError("--as-kernel needs --replay", where="--as-kernel", expected="--replay FILE --as-kernel V")
+    if as_kernel:
+        from memtypes.linux.kvm.eras import kernel as model_kernel
+        model_kernel(as_kernel, where="--as-kernel")      # one line and exit 2 if it is not a version
     save_dir = Path(save_obs) if save_obs else None
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
         raise InputError(f"'{save_obs}' is not a folder", where="--save-observations", expected="a folder")
@@ -133,7 +140,7 @@ def conform_cmd(
 
     facts: dict = {"mode": "replay" if replay_files else "live" if live else "qemu"}
     if replay_files:
-        results = [conform_run.replay(Path(f)) for f in replay_files]
+        results = [conform_run.replay(Path(f), kernel=as_kernel) for f in replay_files]
     elif live:
         res, eras = conform_run.run_live(vfio=vfio)
         results = [res]

@@ -182,8 +182,10 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
         has_page = ex.memslot is not None and (kind != "hole" and remap != "hole")
         err, r = kvm_guest.mte_copy_tags(kernel.rules, vm, to_guest=False, logging=logging,
                                          page_online=has_page)
-        if err is None and f.result == "map":
-            kept = case.pretag and f.mte_sanitised
+        if err is None:
+            # the page exists (the VMM touched it): the VMM's own PROT_MTE tags are copied out as
+            # they are; any other page reads zero tags, sanitised by the fault or never tagged
+            kept = case.pretag
             pred.add("copy_tags:from-guest", {"errno": "", "nonzero": 4 if kept else 0},
                      (r, R_TAGS_KEPT if kept else R_TAGS_ZERO))
         elif err is not None:

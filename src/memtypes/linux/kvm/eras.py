@@ -357,9 +357,19 @@ class Backport:
     reasons: tuple[Reason, ...]
 
 
+C_7_1_8 = (
+    Reason("era/7.1.8/gmem-mte-cap", "memtypes conform on Debian 7.1.3, 7.1.7, 7.1.8 and 7.1.13 under QEMU 10.0.2 "
+           "-cpu max: KVM_ENABLE_CAP(KVM_CAP_ARM_MTE) after a guest_memfd memslot succeeds on 7.1.7 and gives "
+           "-EINVAL on 7.1.8 and 7.1.13 (6.18.15, 6.19.14 and 7.0.13 grant it); the check's text read in "
+           "arch/arm64/kvm/arm.c kvm_vm_ioctl_enable_cap() 7.2.13",
+           "7.1.8+: KVM_CAP_ARM_MTE is refused once a guest_memfd slot exists (a stable backport of the 7.2 "
+           "rule, located between 7.1.7 and 7.1.8 by booting both)"),
+)
+
 BACKPORTS: tuple[Backport, ...] = (
     Backport((6, 1), 191, (("pfnmap_host_leaf", True),), C_6_1_191),
     Backport((6, 12), 113, (("pfnmap_host_leaf", True), ("thp_adjust_device", True)), C_6_12_113),
+    Backport((7, 1), 8, (("gmem_mte_excl", True),), C_7_1_8),
 )
 """Stable backports that change a KVM arm64 rule, by series and first point release (the x86
 EPT quirk backport, 6.12.78, lives in linux/dma/x86_kvm.py)."""
@@ -408,6 +418,7 @@ def rule_points(lo: KernelVersion, hi: KernelVersion) -> list[str]:
     for e in ERAS:
         pts.add(e.first + (0,))
     pts |= set(REFINEMENTS)
+    pts |= {b.series + (b.first,) for b in BACKPORTS}
     key = lambda t: t  # noqa: E731
     lo_t, hi_t = (lo.major, lo.minor, lo.patch), (hi.major, hi.minor, hi.patch)
     out = sorted((p for p in pts if lo_t <= p <= hi_t), key=key)
