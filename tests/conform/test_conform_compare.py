@@ -174,3 +174,23 @@ def test_cli_live_refuses_a_non_arm64_host(monkeypatch, capsys):
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     assert main(["conform", "--live"]) == 2
     assert "not arm64" in capsys.readouterr().err
+
+
+def test_cli_a_user_variant_against_what_a_kernel_did(capsys, tmp_path):
+    """--variants on conform: a proposed rule (map VM_ALLOW_ANY_UNCACHED VMAs cacheable on FWB hosts)
+    held against 6.18.15's recorded behaviour differs exactly where vfio-pci BARs were mapped."""
+    from pathlib import Path as P
+    from memtypes.linux import userfiles
+    example = P(__file__).resolve().parents[2] / "examples" / "variants" / "fwb_cacheable_uncached.py"
+    try:
+        rc = main(["conform", "--replay", str(OBS / "6.18.15-max.obs.gz"), "--as-kernel",
+                   "6.18.15+fwb-cacheable-uncached", "--variants", str(example), "--json", str(tmp_path / "v.json")])
+    finally:
+        userfiles.reset()
+    assert rc == 0
+    assert "6.18.15+fwb-cacheable-uncached max:" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert doc["facts"]["variant_files"][0]["path"].endswith("fwb_cacheable_uncached.py")
+    bad = [r for r in doc["targets"][0]["rows"] if r["status"] == "mismatch"]
+    assert bad and all("vfio-pci-bar" in r["case"] and r["key"] == "walk" for r in bad)
+    assert {(r["observed"]["memattr"], r["expected"]["memattr"]) for r in bad} == {(5, 6)}   # NC seen, WB proposed

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from memtypes.cli import variants_opt
 from memtypes.cli.app import app
 from memtypes.errors import InputError
 
@@ -84,13 +85,15 @@ def conform_cmd(
     replay_files: Optional[List[str]] = typer.Option(None, "--replay", help="compare a recorded observation file "
                                                      "(from --save-observations) instead of booting (repeatable)"),
     as_kernel: Optional[str] = typer.Option(None, "--as-kernel", help="--replay: compare with this kernel's "
-                                            "rules instead of the recorded one's (e.g. which era a distro kernel matches)"),
+                                            "rules instead of the recorded one's (e.g. which era a distro kernel "
+                                            "matches, or V+VARIANT: a proposed rule against what kernels did)"),
     save_obs: Optional[str] = typer.Option(None, "--save-observations", help="write each target's raw observations "
                                            "into this folder (replayable with --replay)"),
     json_out: Optional[str] = typer.Option(None, "--json", help="write the observations and predictions as JSON"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write an HTML report"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 if any mismatch remains (or a kernel did not run)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="list agreeing observations too"),
+    variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
     from rich.console import Console
 
@@ -98,6 +101,7 @@ def conform_cmd(
     from memtypes.report import conform as rep
     from memtypes.report.jsondoc import dumps
 
+    vfiles = variants_opt.load(variant_files)    # --as-kernel V+VARIANT may name one of them
     if qemu and live:
         raise InputError("--qemu and --live exclude each other", where="conform", expected="one of them")
     if jobs < 1 or jobs > 16:
@@ -139,6 +143,8 @@ def conform_cmd(
         err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}", highlight=False)
 
     facts: dict = {"mode": "replay" if replay_files else "live" if live else "qemu"}
+    if vfiles:
+        facts["variant_files"] = vfiles
     if replay_files:
         results = [conform_run.replay(Path(f), kernel=as_kernel) for f in replay_files]
     elif live:

@@ -161,6 +161,8 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
             res.error = boot.error or "the agent did not finish"
     except InputError as e:
         res.error = e.one_line()
+    except (OSError, ValueError, RuntimeError) as e:   # one kernel failing never stops the others
+        res.error = f"{type(e).__name__}: {e}"
     res.wall_s = time.monotonic() - t0
     return res
 
