@@ -701,6 +701,20 @@ def _colex(n: int, k: int) -> list:
     return [_at(p, rows) for p in prev] + [np.repeat(np.arange(k - 1, n, dtype=np.int64), counts)]
 
 
+def _block_digits(radix: list[int], symmetric) -> tuple[set[int], int, list]:
+    """The blocks of interchangeable columns as mixed-radix digits at the bottom of a code: each
+    block's radix is the number of multisets of its size over its columns' domain (the
+    combinatorial number system).  Returns ``(columns in a block, product of the radices,
+    [(columns, stride, radix), ...])``."""
+    sets = [tuple(s) for s in symmetric if len(s) > 1]
+    low, blocks = 1, []
+    for sym in sets:
+        R = comb(radix[sym[0]] + len(sym) - 1, len(sym))
+        blocks.append((sym, low, R))
+        low *= R
+    return {c for s in sets for c in s}, low, blocks
+
+
 def _layout(radix: list[int], symmetric, transient=frozenset()):
     """The packed code's layout: at the bottom one mixed-radix digit per block of
     interchangeable columns (a slot changing moves the code a little: the visited bitmap is
@@ -710,13 +724,7 @@ def _layout(radix: list[int], symmetric, transient=frozenset()):
     offsets, field bits, blocks, full)``: ``low`` is the product of the blocks' radices, a
     column's stride is ``low << offset``, blocks are ``(columns, stride, radix)``, ``full`` is
     the code space with the transient fields."""
-    sets = [tuple(s) for s in symmetric if len(s) > 1]
-    inblock = {c for s in sets for c in s}
-    low, blocks = 1, []
-    for sym in sets:
-        R = comb(radix[sym[0]] + len(sym) - 1, len(sym))
-        blocks.append((sym, low, R))
-        low *= R
+    inblock, low, blocks = _block_digits(radix, symmetric)
     offs, bits, off = {}, {}, 0
     real = None
     for c in sorted(range(len(radix)), key=lambda c: c in transient):
@@ -734,13 +742,7 @@ def _wide_layout(radix: list[int], symmetric, transient, word_bits: int):
     filled in column order, at most ``word_bits`` bits each, word 0 counting its blocks' bits),
     then the transient columns in words after the state's.  Returns ``(low, blocks, place,
     state words, words)`` with ``place[c] = (word, bit offset, field bits)``."""
-    sets = [tuple(s) for s in symmetric if len(s) > 1]
-    inblock = {c for s in sets for c in s}
-    low, blocks = 1, []
-    for sym in sets:
-        R = comb(radix[sym[0]] + len(sym) - 1, len(sym))
-        blocks.append((sym, low, R))
-        low *= R
+    inblock, low, blocks = _block_digits(radix, symmetric)
     if low >= 1 << 62:
         raise Unsupported(f"the interchangeable columns' digits need {(low - 1).bit_length()} bits "
                           "(at most 62)")
