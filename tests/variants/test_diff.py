@@ -32,15 +32,21 @@ def test_cacheable_pfnmap_on_grace_in_a_few_lines(d616_617):
     grace = [c for c in usemem if any("grace" in w for w in c.where)]
     # the headline: DEVICE -> NORMAL on FWB+DIC hosts (Grace), read/write faults, one range
     (main_change,) = [c for c in grace if c.before.startswith("DEVICE") and c.after.startswith("NORMAL")]
-    assert main_change.where == ["FWB DIC hosts (e.g. armv8.5-mte, grace), any slot flags, MTE VM or not, "
-                                 "read fault, write fault"]
+    assert main_change.where == ["FWB DIC hosts (e.g. armv8.5-mte, grace), any slot flags, MTE off or enabled "
+                                 "before the slot, read fault, write fault",
+                                 "FWB DIC no MTE hosts (e.g. grace), any slot flags, MTE VM or not, read fault, "
+                                 "write fault"]
+    # with MTE enabled after the slot on an MTE host, the fault-time MTE check refuses the cacheable
+    # PFNMAP page instead (usemem has no VM_MTE_ALLOWED)
+    (efault,) = [c for c in usemem if c.after == "-EFAULT at user_mem_abort" and c.before.startswith("DEVICE")]
+    assert "MTE enabled" in efault.where[0] and "FWB DIC MTE hosts" in efault.where[0]
     assert "kvm/user_mem_abort/cacheable-pfnmap" in " ".join(main_change.reasons)
     # and the refusal without FWB+DIC (P4), one range
     (p4,) = [c for c in usemem if c.after == "memslot -EINVAL (P4)"]
     assert p4.where[0].startswith("hosts without FWB+DIC")
-    assert len(usemem) <= 4
+    assert len(usemem) <= 5     # P4, DEVICE->NORMAL and its exec twin, and the two MTE-after refusals
     text = "\n".join(line for c in usemem for line in c.lines())
-    assert len(text.splitlines()) <= 8
+    assert len(text.splitlines()) <= 12   # 5 changes; the MTE-after refusals are the 4 lines added by the order
 
 
 def test_rules_and_reasons(d616_617):

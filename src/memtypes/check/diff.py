@@ -90,6 +90,8 @@ def _side_fields(ex) -> dict[str, str]:
         return {"memslot": f"{ex.memslot.errno} ({ex.memslot.rule})"}
     f = ex.fault
     d = {"memslot": "ok"}
+    if ex.vm_mte_after is not None:     # KVM_ENABLE_CAP(MTE) after the slot: granted or refused
+        d["mte"] = "MTE granted" if ex.vm_mte_after[0] == "ok" else f"MTE refused {ex.vm_mte_after[1]}"
     if f.result == "map":
         d.update({"result": f"{f.s2} (MemAttr 0x{f.memattr:x})", "size": f.size,
                   "W": "W" if f.w else "no W", "X": "X" if f.x else "no X",
@@ -118,7 +120,7 @@ def _change_text(ea, eb) -> tuple[str, str]:
         return "memslot " + fa["memslot"], "memslot " + fb["memslot"]   # what follows is moot
     if oa != ob:
         return oa, ob
-    keys = [k for k in ("size", "W", "X", "tags") if fa.get(k) != fb.get(k)]
+    keys = [k for k in ("mte", "size", "W", "X", "tags") if fa.get(k) != fb.get(k)]
     return (f"{oa}, " + ", ".join(fa.get(k, "-") for k in keys),
             f"{ob}, " + ", ".join(fb.get(k, "-") for k in keys))
 
@@ -127,23 +129,35 @@ def _cell_key(ex) -> tuple:
     ms = ex.memslot
     f = ex.fault
     return ((None, ex.memslot_na) if ms is None else (ms.ok, ms.errno, ms.rule),
-            f.result, f.s2, f.memattr, f.size, f.w, f.x, f.errno, f.where, f.mte_sanitised)
+            f.result, f.s2, f.memattr, f.size, f.w, f.x, f.errno, f.where, f.mte_sanitised, ex.vm_mte_after)
+
+
+MTE_ORDERS = ("off", "before", "after")
+"""KVM_CAP_ARM_MTE not enabled, enabled before the memslot, or after it (before any vCPU)."""
+_MTE_SETS = {
+    frozenset({"off"}): "no MTE VM", frozenset({"before"}): "MTE enabled before the slot",
+    frozenset({"after"}): "MTE enabled after the slot",
+    frozenset({"off", "before"}): "MTE off or enabled before the slot",
+    frozenset({"off", "after"}): "MTE off or enabled after the slot",
+    frozenset({"before", "after"}): "MTE enabled (before or after the slot)",
+}
 
 
 def space():
-    """Every cell of the explain space: (backing, remap, flags, vm_mte, fault, host class)."""
+    """Every cell of the explain space: (backing, remap, flags, MTE order, fault, host class)."""
     for b in drivers.KINDS:
         flag_sets = FLAG_SETS + (("gmem_only",) if b == "guest-memfd" else ())
         remaps = (None,) if b == "gicv2-gicv" else REMAPS
         for rm in remaps:
-            for fl, mte, fk, hc in itertools.product(flag_sets, (False, True), FAULTS, HOST_CLASSES):
+            for fl, mte, fk, hc in itertools.product(flag_sets, MTE_ORDERS, FAULTS, HOST_CLASSES):
                 yield b, rm, fl, mte, fk, hc
 
 
 def _explain(k: Kernel, cell):
     b, rm, fl, mte, fk, hc = cell
     host = Features(fwb=hc[0], dic=hc[1], mte=hc[2])
-    return explain(k, host, b, vm_mte=mte, slot_flags=fl or None, remap=rm, fault=fk)
+    return explain(k, host, b, vm_mte=mte == "before", mte_after_memslot=mte == "after",
+                   slot_flags=fl or None, remap=rm, fault=fk)
 
 
 def _boxes(points: set, dims: int, allowed: set | None = None) -> list[tuple[frozenset, ...]]:
@@ -277,6 +291,9 @@ def explain_changes(a: Kernel, b: Kernel) -> tuple[list[Change], int]:
             ta, tb = ta + f" [{ea.fault.where}]", tb + f" [{eb.fault.where}]"
         if rm is not None and (rm, ta, tb) in direct_changes:
             continue          # a slot created over the VMA directly shows this change: its line says it
+        sa, sb = _side_fields(ea), _side_fields(eb)
+        if rm is not None and {k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k)} == {"mte"}:
+            continue          # KVM_ENABLE_CAP(MTE) after the slot does not see the remap: the slot's line says it
 
         g = groups.setdefault((vma, kind, ta, tb), {"points": set(), "reasons": None})
         g["points"].add(point)
@@ -290,8 +307,7 @@ def explain_changes(a: Kernel, b: Kernel) -> tuple[list[Change], int]:
         for hs, origins, fls, mtes, fks in _boxes(g["points"], 5, dontcare.get((vma, kind))):
             parts = [_hosts_text(hs), _origin_text(origins, vma),
                      _set_text(fls, flag_u, lambda v: v or "no flags", "any slot flags"),
-                     _set_text(mtes, (False, True), lambda v: "MTE VM" if v else "no MTE VM",
-                               "MTE VM or not"),
+                     "MTE VM or not" if set(MTE_ORDERS) <= mtes else _MTE_SETS[frozenset(mtes)],
                      _set_text(fks, FAULTS, lambda v: f"{v} fault", "any fault")]
             wheres.append(", ".join(p for p in parts if p))
         out.append(Change(vma, ta, tb, sorted(wheres), len(g["points"]), g["reasons"],

@@ -16,7 +16,7 @@ HELP = """What changes between two kernels, releases or variants (A -> B).
 \b
 A and B as --kernel takes them: 6.16, 6.17.2, 6.17+VARIANT (a KVM or DMA variant, built-in or
 from --variants FILE.py).  Lists the rule switches and hooks that differ with their reasons, and
-every change over the explain space (each backing, host class FWB/DIC/MTE, slot flags, MTE VM,
+every change over the explain space (each backing, host class FWB/DIC/MTE, slot flags, MTE off or enabled before or after the slot,
 fault kind, a remap over the slot), grouped so one change over many hosts is one line; with
 --check, the check verdicts that change, each with its shortest counterexample.
 """

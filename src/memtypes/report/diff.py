@@ -38,7 +38,7 @@ def text_lines(res) -> list[str]:
     out.append("")
     changed = sum(c.cells for c in res.changes)
     out.append(f"explain space: {res.cells} cells per side (backing x host class FWB/DIC/MTE x slot "
-               f"flags x MTE VM x fault x remap); {changed} change, in {len(res.changes)} group(s)")
+               f"flags x MTE off, before or after the slot x fault x remap); {changed} change, in {len(res.changes)} group(s)")
     out.append("  (a range may include cells that neither side maps, refused the same way on both)")
     for c in res.changes:
         out.extend("  " + line for line in c.lines())
