@@ -114,3 +114,22 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         time.sleep(0.1)
     assert not [k for k in kids if alive(k)]
     assert not any(o.exists() for o in outs.values())
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_interrupted_workers_remove_their_spill_folders(tmp_path, sig, code):
+    """A search past --max-memory spills to a temporary folder in each worker; an interrupt of
+    the parent reaches the workers as SIGTERM and their folders go with them."""
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    env = dict(os.environ, TMPDIR=str(spill))
+    p = subprocess.Popen([sys.executable, "-m", "memtypes", "check", "--family", "dma-type1", "--kernel", "6.9",
+                          "--param", "dma-type1.pages=3", "--max-states", "0", "--max-memory", "1M"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(spill.glob("memtypes-spill-*")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert list(spill.glob("memtypes-spill-*")), "no worker spilled"
+    os.killpg(p.pid, sig) if sig == signal.SIGINT else p.send_signal(sig)
+    assert p.wait(timeout=30) == code
+    assert not list(spill.iterdir())

@@ -38,7 +38,9 @@ def worker_setup(parent: int | None = None) -> None:
     on Linux, is killed when its parent dies (``PR_SET_PDEATHSIG``), so that no worker outlives
     the process that started it, even one killed by SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # SIGTERM (from stop_workers) unwinds the worker, so that its ``finally`` blocks run: a
+    # vector search's spill folder is removed; SIGKILL follows if it does not go in time
+    signal.signal(signal.SIGTERM, _exit_on_term)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -50,11 +52,23 @@ def worker_setup(parent: int | None = None) -> None:
         os._exit(1)
 
 
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(143)
+
+
 def stop_workers(procs, *, graceful: bool) -> None:
     """Stop worker processes: wait briefly for them to exit when ``graceful`` (they were told to
-    stop), then kill whatever is left and reap everything (no zombie, no orphan)."""
+    stop); else SIGTERM them and give them half a second to clean up (temporary files); then
+    kill whatever is left and reap everything (no zombie, no orphan)."""
     if graceful:
         deadline = time.monotonic() + 2.0
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+    else:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + 0.5
         for p in procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
     for p in procs:
