@@ -124,3 +124,4 @@ def test_kernel_the_family_does_not_distinguish_maps_to_its_era(capsys):
     d = json.loads(out)
     assert sorted({r["kernel"] for r in d["results"]}) == ["5.13", "6.9"]
     assert d["stats"]["kernel_mapping"]
+

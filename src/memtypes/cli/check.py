@@ -144,6 +144,11 @@ def check(
         help="Override a family parameter (VALUE is YAML: true, 2, [grace, armv8.0]); repeatable, "
              "e.g. --param dma-iommufd.tv26=true."),
     variant_files: Optional[List[str]] = variants_opt.option(),
+    host: Optional[str] = typer.Option(
+        None, "--host", metavar="H[,H...]",
+        help="The hosts of every family that takes hosts (passthrough, mte, migration): built-in "
+             "names, YAML profiles or inline fwb=1,dic=1,mte=0 (separate inline ones with ';'); "
+             "the same as --param FAMILY.hosts=[...] for each.  A family's own --param wins."),
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
         help="Memory bound per job (e.g. 4G; default 3/4 of this machine's memory): past it the "
@@ -199,6 +204,17 @@ def check(
                              expected="mainline" + "".join(f", {v}" for v in known))
     props = _props(prop)
     params = _params(param, fams)
+    if host is not None:
+        from memtypes.check.family import check_params
+        from memtypes.hosts.profile import split_hosts
+        hosts = split_hosts(host, where="--host")
+        took = [f for f in fams if "hosts" in f.default_params]
+        if not took:
+            raise InputError("no family being checked takes hosts", where="--host",
+                             expected="--family passthrough, mte or migration (or none)")
+        for f in took:
+            if "hosts" not in params.get(f.name, {}):
+                params.setdefault(f.name, {}).update(check_params(f, {"hosts": hosts}))
     _nonneg(max_depth, "--max-depth")
     _nonneg(max_states, "--max-states")
     if workers is not None and workers < 1:
