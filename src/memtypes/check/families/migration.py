@@ -256,7 +256,9 @@ class FleetMigrationModel(MigrationModel):
     (``memtypes bench``), and a fleet's trace shows each VM's steps as one VM's do.
 
     State: one column per VM, ``(config, checked, phase)``, the VMs interchangeable (symmetry
-    reduction: a state is canonical with its VMs sorted).  The moves of a VM are the single-VM
+    reduction: a state is canonical with its VMs sorted; the model's moves never reorder VMs,
+    the explorer does).  With ``symmetric = ()`` it is the unreduced model (every VM order),
+    which the tests search against the reduced one.  The moves of a VM are the single-VM
     model's on that VM; the properties hold when they hold for every VM (targets: for some)."""
 
     def __init__(self, kernel: str, variant: str, params: Mapping[str, Any], vms: int):
@@ -280,8 +282,15 @@ class FleetMigrationModel(MigrationModel):
                 for a, (chk, ph) in self._moves(r[3:7] + r[1:3])]
 
     def init_rows(self):
+        """Every VM at the start of a configuration.  Declared symmetric, one row per orbit (the
+        VMs' configurations ascending, as :meth:`canon` would sort them); without the declaration
+        (``symmetric = ()``, the unreduced search) every ordered tuple, so that the initial states
+        are closed under swapping VMs, as the unreduced model's must be (with only the ascending
+        rows, a search from them misses every state whose VMs' configurations descend)."""
         first = [(i, 0, START) for i in range(len(self.configs))]
-        return [tuple(vs) for vs in itertools.combinations_with_replacement(first, self.vms)]
+        rows = (itertools.combinations_with_replacement(first, self.vms) if self.symmetric
+                else itertools.product(first, repeat=self.vms))
+        return [tuple(vs) for vs in rows]
 
     def table_properties(self):
         out = []
