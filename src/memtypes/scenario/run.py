@@ -76,6 +76,13 @@ def _list(actions: list[Action], limit: int = 4) -> str:
     return "; ".join(names) + more
 
 
+def _among(value: Any, values: set) -> bool:
+    try:
+        return value in values
+    except TypeError:          # a list or a mapping where a name or a number belongs
+        return False
+
+
 def _known(model: Any, states) -> dict[tuple[str, str], dict[frozenset, dict[str, set]]]:
     """(actor, action) -> argument-name set -> the values seen for each argument, among the
     actions enabled in ``states``."""
@@ -170,7 +177,7 @@ def run(model: Any, scenario: Scenario) -> RunReport:
             # a value outside the model's vocabulary (a mistyped backing, slot 99) stays an error
             vocab = getattr(model, "argument_values", None)
             vocab = vocab().get((step.actor, step.action), {}) if vocab is not None else {}
-            if any(k in vocab and _norm(v) not in vocab[k] for k, v in step.args.items()):
+            if any(k in vocab and not _among(_norm(v), vocab[k]) for k, v in step.args.items()):
                 raise
             a = act(step.actor, step.action, **step.args)
             outcomes.append(StepOutcome(i, step.line, a, "not possible here: changes nothing",
