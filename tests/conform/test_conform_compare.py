@@ -194,3 +194,39 @@ def test_cli_a_user_variant_against_what_a_kernel_did(capsys, tmp_path):
     bad = [r for r in doc["targets"][0]["rows"] if r["status"] == "mismatch"]
     assert bad and all("vfio-pci-bar" in r["case"] and r["key"] == "walk" for r in bad)
     assert {(r["observed"]["memattr"], r["expected"]["memattr"]) for r in bad} == {(5, 6)}   # NC seen, WB proposed
+
+
+def _bent_header(tmp_path, name, **change):
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    for c in head["conform"]["cases"]:
+        if c.get("kind") == "slot":
+            c.update(change)
+    f = tmp_path / name
+    f.write_text("\n".join(["@@" + json.dumps(head)] + lines[1:]) + "\n")
+    return f
+
+
+@pytest.mark.parametrize("change, field", [({"access": "jump"}, "access"), ({"mte": "later"}, "mte"),
+                                           ({"flags": "readonly,bogus"}, "flags"), ({"backing": 5}, "backing"),
+                                           ({"remap": ["x"]}, "remap"), ({"kind": "other"}, "kind")])
+def test_cli_replay_names_a_corrupt_case_field(tmp_path, capsys, change, field):
+    """A recorded file whose cases were edited is refused with the file, line 1 and the field (a
+    wrong 'mte' used to be read as 'off'; a wrong 'access' was blamed on a --fault option)."""
+    f = _bent_header(tmp_path, "bent.obs", **change)
+    assert main(["conform", "--replay", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bent.obs:1:" in err[0] and f"field '{field}'" in err[0]
+
+
+def test_cli_replay_corrupt_and_oversized_gzip(tmp_path, capsys):
+    good = gzip.compress(gzip.decompress((OBS / "6.12.118-max.obs.gz").read_bytes()))
+    broken = tmp_path / "broken.obs.gz"
+    broken.write_bytes(good[:20] + b"\0" * 64 + good[84:400])          # a damaged deflate stream
+    bomb = tmp_path / "bomb.obs.gz"
+    bomb.write_bytes(gzip.compress(b"@@{}\n" + b"\n" * (conform_run.MAX_OBS_BYTES + 10)))
+    assert bomb.stat().st_size < 1 << 20
+    for f, what in ((broken, "not a gzip file"), (bomb, "unpacks to more than")):
+        assert main(["conform", "--replay", str(f)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0], err

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -257,22 +258,28 @@ def replay(path: Path, *, kernel: str | None = None) -> TargetResult:
     if p.stat().st_size > MAX_OBS_BYTES:
         raise InputError(f"'{path}' is larger than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
                          expected="a recorded observation file")
-    data = p.read_bytes()
     if p.suffix == ".gz":
+        # read at most MAX_OBS_BYTES + 1 unpacked bytes: a small file can unpack to gigabytes
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+            with gzip.open(p, "rb") as f:
+                data = f.read(MAX_OBS_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
             raise InputError(f"not a gzip file ({e})", where=str(path), expected="a recorded observation file") from None
         if len(data) > MAX_OBS_BYTES:
             raise InputError(f"'{path}' unpacks to more than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
                              expected="a recorded observation file")
+    else:
+        data = p.read_bytes()
     lines = data.decode("utf-8", "replace").splitlines()
     try:
-        head = json.loads(lines[0][2:])["conform"] if lines and lines[0].startswith("@@{") else None
+        if not lines or not lines[0].startswith("@@{"):
+            raise ValueError("the first line does not start with '@@{'")
+        head = json.loads(lines[0][2:])["conform"]
         case_list = [cases_mod.Case(**cases_mod.from_agent(d)) for d in head["cases"]]
         version = str(kernel or head["kernel"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"not a recorded observation file ({type(e).__name__})", where=str(path), line=1,
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise InputError(f"not a recorded observation file ({type(e).__name__}: {str(e)[:200]})",
+                         where=str(path), line=1,
                          expected="the header line written by --save-observations") from None
     res = TargetResult(version, str(head.get("cpu", "")), release=str(head.get("release", "")),
                        qemu_version=str(head.get("qemu", "")), raw_lines=lines[1:], cases=case_list)
