@@ -230,3 +230,31 @@ def test_cli_replay_corrupt_and_oversized_gzip(tmp_path, capsys):
         assert main(["conform", "--replay", str(f)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and what in err[0], err
+
+
+def test_a_walk_record_missing_a_field_cannot_agree():
+    """A walk record without xn/s2ap (or with a non-integer) decodes to None and is a mismatch;
+    it used to default to xn=0 (executable) and s2ap=0, which could agree by accident. A walk
+    without the bytes at its output address is not self-checked: not observable."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])["conform"]
+    cases = [Case(**conform_run.cases_mod.from_agent(d)) for d in head["cases"]]
+    k = kernel("6.12.118")
+    key = ("anon-private/read", "walk")
+
+    def bent(edit):
+        out = []
+        for ln in lines[1:]:
+            d = json.loads(ln[2:]) if ln.startswith("@@{") else None
+            if d and isinstance(d.get("s2"), dict) and d["s2"].get("id") == key[0]:
+                edit(d["s2"])
+                ln = "@@" + json.dumps(d)
+            out.append(ln)
+        return {(r.case, r.key): r for r in compare(k, cases, parse_lines(out)).rows}[key]
+
+    assert bent(lambda w: None).status == AGREE
+    r = bent(lambda w: w.pop("xn"))
+    assert r.status == MISMATCH and r.observed["x"] is None
+    assert bent(lambda w: w.update(s2ap="3")).status == MISMATCH
+    assert bent(lambda w: w.update(level=[3])).status == MISMATCH
+    assert bent(lambda w: w.pop("data")).status == NOT_OBSERVABLE

@@ -81,6 +81,30 @@ def host_features(obs: list[dict]) -> HostFacts:
                      int(m.group(1)) if m else None)
 
 
+def _field(w: dict, key: str) -> int | None:
+    v = w.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def decode_walk(w: dict) -> dict:
+    """The model's view of a stage-2 leaf the harness read (gdbstub.walk_tables fields).  A field
+    missing from the record, or not an integer, decodes to None (so it cannot agree with any
+    prediction), never to a default that might."""
+    memattr, level, s2ap, xn = (_field(w, k) for k in ("memattr", "level", "s2ap", "xn"))
+    data = w.get("data")
+    return {"memattr": memattr, "size": None if level is None else SIZES.get(level, level),
+            # S2AP[1] (descriptor bit 7) grants write (Arm ARM, stage-2 data access permissions;
+            # section number UNVERIFIED: not in ../shared/reference/arch.md)
+            "w": None if s2ap is None else bool(s2ap & 2),
+            # XN[1:0] (bits [54:53]) 0b00 and 0b11 allow execution at EL1 (Arm ARM D8.4.2, FEAT_XNX,
+            # section number UNVERIFIED; without FEAT_XNX bit 53 is RES0: only 0b00 and 0b10 occur)
+            "x": None if xn is None else xn in (0, 3),
+            # the walk's output address holds what the agent wrote at the slot's first bytes
+            # (MAGIC, or a RET for exec): the walk was of this VM's slot, not another table
+            "self_check": isinstance(data, str) and data.startswith((MAGIC_HEX, RET_HEX)),
+            "raw": w}
+
+
 def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
     """{case id: {observation key: values}} (keys as in ``predict.Prediction``)."""
     by: dict[str, dict[str, dict]] = {}
@@ -92,13 +116,7 @@ def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
             if w.get("error"):
                 d["walk"] = {"error": w["error"]}
             else:
-                xn = int(w.get("xn", 0))
-                # XN[1:0] 0b00 and 0b11 allow execution at EL1 (Arm ARM D8.4.2, FEAT_XNX)
-                d["walk"] = {"memattr": w.get("memattr"), "size": SIZES.get(w.get("level"), w.get("level")),
-                             "w": bool(int(w.get("s2ap", 0)) & 2), "x": xn in (0, 3),
-                             "self_check": (str(w["data"]).startswith((MAGIC_HEX, RET_HEX))
-                                            if "data" in w else None),
-                             "raw": w}
+                d["walk"] = decode_walk(w)
             continue
         case, kind = o.get("case"), o.get("obs")
         if not case or not kind:
@@ -191,10 +209,11 @@ def compare(kernel: Kernel, cases: list[Case], obs: list[dict]) -> Comparison:
                 cmp.rows.append(Row(case.id, key, status, None, exp, why, note))
             elif "error" in got and key == "walk":
                 cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, got, exp, why, str(got["error"])))
-            elif key == "walk" and got.get("self_check") is False:
+            elif key == "walk" and not got.get("self_check"):
                 shown = {k: v for k, v in got.items() if k != "raw"}
                 cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, shown, exp, why,
-                                    "walk self-check failed: the output address does not hold what the agent wrote"))
+                                    "walk self-check failed: the output address does not hold what the agent "
+                                    "wrote (or the walk record has no 'data')"))
             else:
                 shown = {k: v for k, v in got.items() if k != "raw"}
                 cmp.rows.append(Row(case.id, key, AGREE if _match(exp, got) else MISMATCH, shown, exp, why))
