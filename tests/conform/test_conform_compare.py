@@ -258,3 +258,16 @@ def test_a_walk_record_missing_a_field_cannot_agree():
     assert bent(lambda w: w.update(s2ap="3")).status == MISMATCH
     assert bent(lambda w: w.update(level=[3])).status == MISMATCH
     assert bent(lambda w: w.pop("data")).status == NOT_OBSERVABLE
+
+
+def test_an_observation_without_errno_is_not_success():
+    """The agent always prints "errno" (empty on success); a line without it must not read as
+    success ("")."""
+    k = kernel("6.12.118")
+    case = Case(id="anon-private/read", backing="anon-private", access="read")
+    lines = ['@@{"case": "anon-private/read", "obs": "start", "kind": "slot"}',
+             '@@{"case": "anon-private/read", "obs": "memslot", "ret": 0}']
+    rows = {r.key: r for r in compare(k, [case], parse_lines(lines)).rows}
+    assert rows["memslot"].status == MISMATCH and rows["memslot"].observed == {"errno": None}
+    ok = compare(k, [case], parse_lines([lines[0], lines[1][:-1] + ', "errno": ""}']))
+    assert {r.key: r.status for r in ok.rows}["memslot"] == AGREE

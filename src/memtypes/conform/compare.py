@@ -125,15 +125,15 @@ def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
         if kind == "start":
             d["_started"] = {}
         elif kind == "memslot":
-            d["memslot"] = {"errno": o.get("errno", "")}
+            d["memslot"] = {"errno": o.get("errno")}
         elif kind == "run" and o.get("phase") == "access":
-            d["run:access"] = {"outcome": o.get("outcome"), "errno": o.get("errno", ""), "ec": o.get("ec")}
+            d["run:access"] = {"outcome": o.get("outcome"), "errno": o.get("errno"), "ec": o.get("ec")}
         elif kind == "read":
             d["read"] = {"value_ok": bool(o.get("value_ok"))}
         elif kind == "enable_cap":
-            d[f"enable_cap:{o.get('when')}"] = {"errno": o.get("errno", "")}
+            d[f"enable_cap:{o.get('when')}"] = {"errno": o.get("errno")}
         elif kind == "copy_tags":
-            d[f"copy_tags:{o.get('what')}"] = {"errno": o.get("errno", ""), "nonzero": o.get("nonzero")}
+            d[f"copy_tags:{o.get('what')}"] = {"errno": o.get("errno"), "nonzero": o.get("nonzero")}
         elif kind == "cap":
             d[f"cap:{o.get('cap')}"] = {k: o.get(k) for k in ("system", "system_errno", "vm", "vm_errno")}
         elif kind == "mmap" and not o.get("ok"):
