@@ -271,3 +271,18 @@ def test_an_observation_without_errno_is_not_success():
     assert rows["memslot"].status == MISMATCH and rows["memslot"].observed == {"errno": None}
     ok = compare(k, [case], parse_lines([lines[0], lines[1][:-1] + ', "errno": ""}']))
     assert {r.key: r.status for r in ok.rows}["memslot"] == AGREE
+
+
+def test_cli_saved_observations_stay_in_their_folder(tmp_path):
+    """A --replay header's kernel becomes a file name under --save-observations: a '../' in it
+    must not write outside the folder."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    head["conform"]["kernel"] = "../../escaped"
+    f = tmp_path / "in.obs"
+    f.write_text("\n".join(["@@" + json.dumps(head)] + lines[1:]) + "\n")
+    out = tmp_path / "a" / "b"
+    assert main(["conform", "--replay", str(f), "--save-observations", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert [p.name for p in out.iterdir()] == ["_.._escaped-max.obs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "in.obs", "r.json"]
+    assert conform_run.replay(out / "_.._escaped-max.obs").comparison.rows

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -57,6 +58,13 @@ def _check_out(path: Optional[str], opt: str) -> Optional[Path]:
     if p.is_dir() or not d.is_dir() or not os.access(d, os.W_OK):
         raise InputError(f"cannot write '{path}'", where=opt, expected="a file path in a writable folder")
     return p
+
+
+def _obs_name(kernel: str, cpu: str) -> str:
+    """KERNEL-CPU.obs, a plain name inside the --save-observations folder even when the kernel
+    or CPU came from a --replay file's header ("../x" must not leave the folder)."""
+    name = re.sub(r"[^A-Za-z0-9.+_-]", "_", f"{kernel}-{cpu}").lstrip(".") or "target"
+    return name[:200] + ".obs"
 
 
 def _write_atomic(p: Path, text: str) -> None:
@@ -162,7 +170,7 @@ def conform_cmd(
     if save_dir is not None:
         for r in results:
             if r.raw_lines:
-                _write_atomic(save_dir / f"{r.kernel}-{r.cpu}.obs", conform_run.observations_text(r))
+                _write_atomic(save_dir / _obs_name(r.kernel, r.cpu), conform_run.observations_text(r))
     if jp is None and hp is None:
         rep.render_text(con, results, verbose=verbose)
     if live:
