@@ -286,3 +286,23 @@ def test_cli_saved_observations_stay_in_their_folder(tmp_path):
     assert [p.name for p in out.iterdir()] == ["_.._escaped-max.obs"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "in.obs", "r.json"]
     assert conform_run.replay(out / "_.._escaped-max.obs").comparison.rows
+
+
+@pytest.mark.parametrize("how", ["crashed", "no-kvm"])
+def test_cli_strict_fails_on_a_run_that_did_not_finish(tmp_path, capsys, how):
+    """A run cut short (the agent's 'done' line missing: a crash, a hang, a panic mid-run) or one
+    where /dev/kvm did not open leaves its cases "not observable here", not mismatched: --strict
+    must still fail, and the summary says why."""
+    lines = _lines("6.12.118-max.obs.gz")
+    if how == "crashed":
+        body = lines[1:len(lines) // 2]
+    else:
+        body = [ln.replace('"kvm": 1', '"kvm": 0') for ln in lines[1:] if '"obs": "host"' in ln or '"done"' in ln]
+    f = tmp_path / "cut.obs"
+    f.write_text("\n".join([lines[0]] + body) + "\n")
+    assert main(["conform", "--replay", str(OBS / "6.12.118-max.obs.gz"), "--strict"]) == 0
+    capsys.readouterr()
+    assert main(["conform", "--replay", str(f), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert ("did not finish" if how == "crashed" else "/dev/kvm") in out
+    assert main(["conform", "--replay", str(f)]) == 0

@@ -83,6 +83,18 @@ def resolve_model_kernel(version: str) -> tuple[Kernel | None, str]:
     return k, f"{k.version} (era {k.rules.span})"
 
 
+def incomplete(lines: list[str], cmp: Comparison) -> str:
+    """Why a run's observations do not cover every case although it produced some ("" if they
+    do): the agent printed no ``done`` line (it crashed, hung or the kernel died mid-run), or
+    it could not open /dev/kvm.  Its cases are "not observable here", which --strict alone
+    would let pass."""
+    if not any('"done": true' in ln for ln in lines if "@@{" in ln):
+        return "the agent did not finish (no 'done' line): the cases after the last one seen did not run"
+    if not cmp.host.kvm:
+        return "the agent could not open /dev/kvm: KVM did not come up in this kernel"
+    return ""
+
+
 def _refused(case_list, why: str) -> Comparison:
     from memtypes.conform.compare import NOT_MODELLED, Row
     cmp = Comparison(host_features([]))
@@ -160,6 +172,8 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
         res.comparison, res.model_kernel = cmp, label
         if boot.error or not boot.done:
             res.error = boot.error or "the agent did not finish"
+        else:
+            res.error = incomplete(lines, cmp)
     except InputError as e:
         res.error = e.one_line()
     except (OSError, ValueError, RuntimeError) as e:   # one kernel failing never stops the others
@@ -227,6 +241,7 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
     lines = proc.stdout.splitlines()
     res = TargetResult(version, "live", release=release, raw_lines=lines, cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines)
+    res.error = incomplete(lines, res.comparison)
     eras = []
     obs = parse_lines(lines)
     for e in ERAS:
@@ -284,6 +299,7 @@ def replay(path: Path, *, kernel: str | None = None) -> TargetResult:
     res = TargetResult(version, str(head.get("cpu", "")), release=str(head.get("release", "")),
                        qemu_version=str(head.get("qemu", "")), raw_lines=lines[1:], cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines[1:])
+    res.error = incomplete(lines[1:], res.comparison)
     return res
 
 
