@@ -122,11 +122,11 @@ def _cases_for(version: str, cpu: str, *, pci: bool, vfio: bool) -> list:
 
 
 def _version_of(text: str):
-    from memtypes.linux.version import KernelVersion
-    parts = text.split(".")
+    """``text`` as a KernelVersion (linux.version.parse_version), or None if it is not one."""
+    from memtypes.linux.version import parse_version
     try:
-        return KernelVersion(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
-    except (ValueError, IndexError):
+        return parse_version(text)
+    except InputError:
         return None
 
 
