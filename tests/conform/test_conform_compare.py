@@ -306,3 +306,18 @@ def test_cli_strict_fails_on_a_run_that_did_not_finish(tmp_path, capsys, how):
     out = capsys.readouterr().out
     assert ("did not finish" if how == "crashed" else "/dev/kvm") in out
     assert main(["conform", "--replay", str(f)]) == 0
+
+
+def test_cli_replay_text_is_not_read_as_markup(tmp_path, capsys):
+    """Versions and case ids from a --replay header are printed as they are: '[/bold]' in them
+    was a Rich MarkupError traceback."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    head["conform"]["release"] = "6.12.118[/bold]"
+    head["conform"]["cases"][0]["id"] = "caps[/x]"
+    f = tmp_path / "m.obs"
+    f.write_text("\n".join(["@@" + json.dumps(head)] + [ln.replace('"case": "caps"', '"case": "caps[/x]"')
+                                                         for ln in lines[1:]]) + "\n")
+    assert main(["conform", "--replay", str(f), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "6.12.118[/bold]" in out and "caps[/x]" in out

@@ -104,6 +104,7 @@ def conform_cmd(
     variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from memtypes.conform import run as conform_run
     from memtypes.report import conform as rep
@@ -148,7 +149,7 @@ def conform_cmd(
     t0 = time.monotonic()
 
     def event(msg: str) -> None:
-        err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}", highlight=False)
+        err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {escape(msg)}", highlight=False)
 
     facts: dict = {"mode": "replay" if replay_files else "live" if live else "qemu"}
     if vfiles:
@@ -182,7 +183,7 @@ def conform_cmd(
     if hp is not None:
         _write_atomic(hp, rep.render_html(results, facts=facts))
     for r in results:
-        con.print(f"{r.kernel} {r.cpu}: {rep.summary(r)}", highlight=False)
+        con.print(escape(f"{r.kernel} {r.cpu}: {rep.summary(r)}"), highlight=False)
     # a target that did not run, or ran only in part (no 'done', no /dev/kvm), fails --strict:
     # its missing cases are "not observable here", not agreement
     bad = sum(r.counts().get("mismatch", 0) for r in results) + sum(not r.ran or bool(r.error) for r in results)
