@@ -321,3 +321,18 @@ def test_cli_replay_text_is_not_read_as_markup(tmp_path, capsys):
     assert main(["conform", "--replay", str(f), "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "6.12.118[/bold]" in out and "caps[/x]" in out
+
+
+def test_cli_replay_deeply_nested_lines(tmp_path, capsys):
+    """A line nested too deep for json (RecursionError) is skipped like any damaged line; in the
+    header it is one line, exit 2."""
+    lines = _lines("6.12.118-max.obs.gz")
+    deep = "[" * 100000 + "]" * 100000
+    body = tmp_path / "body.obs"
+    body.write_text("\n".join([lines[0], '@@{"case": "caps", "x": ' + deep + "}"] + lines[1:]) + "\n")
+    assert main(["conform", "--replay", str(body), "--strict"]) == 0
+    head = tmp_path / "head.obs"
+    head.write_text('@@{"conform": ' + deep + "}\n")
+    assert main(["conform", "--replay", str(head)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "head.obs:1:" in err[0]

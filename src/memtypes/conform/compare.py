@@ -40,7 +40,7 @@ def parse_lines(lines: list[str]) -> list[dict]:
             continue
         try:
             d = json.loads(line[i + 2:])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):    # a damaged line (or one nested too deep)
             continue
         if isinstance(d, dict):
             out.append(d)
