@@ -336,3 +336,10 @@ def test_cli_replay_deeply_nested_lines(tmp_path, capsys):
     assert main(["conform", "--replay", str(head)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "head.obs:1:" in err[0]
+
+
+def test_a_kmsg_line_that_is_not_text_is_skipped():
+    obs = parse_lines(['@@{"case": "host", "obs": "kmsg", "line": null}',
+                       '@@{"case": "host", "obs": "kmsg", "line": "CPU features: detected: Stage-2 Force Write-Back"}'])
+    h = host_features(obs)
+    assert h.features.fwb and h.kmsg == ("CPU features: detected: Stage-2 Force Write-Back",)

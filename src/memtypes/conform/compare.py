@@ -65,7 +65,7 @@ def host_features(obs: list[dict]) -> HostFacts:
     """FWB from the kernel's cpufeature line ("Stage-2 Force Write-Back"), DIC from CTR_EL0 as
     EL0 reads it, MTE from HWCAP2_MTE, the KVM mode from KVM's init line."""
     host = next((o for o in obs if o.get("obs") == "host"), {})
-    kmsg = tuple(o.get("line", "") for o in obs if o.get("obs") == "kmsg")
+    kmsg = tuple(o["line"] for o in obs if o.get("obs") == "kmsg" and isinstance(o.get("line"), str))
     text = "\n".join(kmsg)
     fwb = "Stage-2 Force Write-Back" in text
     # arch/arm64/kvm/arm.c kvm_arm_init(): "Protected nVHE mode", "Hyp nVHE mode" (older: "Hyp mode")
