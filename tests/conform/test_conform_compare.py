@@ -343,3 +343,22 @@ def test_a_kmsg_line_that_is_not_text_is_skipped():
                        '@@{"case": "host", "obs": "kmsg", "line": "CPU features: detected: Stage-2 Force Write-Back"}'])
     h = host_features(obs)
     assert h.features.fwb and h.kmsg == ("CPU features: detected: Stage-2 Force Write-Back",)
+
+
+def test_live_agent_that_hangs_is_reported_not_a_traceback(monkeypatch, tmp_path):
+    """--live: an agent that stops answering is killed at the time limit and the target says so
+    (subprocess.TimeoutExpired was a traceback); what it printed before is compared."""
+    import os as _os
+    fake = tmp_path / "agent"
+    fake.write_text("#!/bin/sh\necho '@@{\"case\": \"host\", \"obs\": \"host\", \"release\": \"x\", \"kvm\": 1}'\n"
+                    "exec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    monkeypatch.setattr("platform.release", lambda: "6.12.118-test")
+    real_access = _os.access
+    monkeypatch.setattr(conform_run.os, "access", lambda p, m: True if p == "/dev/kvm" else real_access(p, m))
+    monkeypatch.setattr(conform_run, "build_agent", lambda: fake)
+    res, eras = conform_run.run_live(timeout_s=0.5)
+    assert "did not finish within 0.5 s" in res.error
+    assert res.comparison.host.kvm and res.comparison.host.release == "x"
+    assert eras and all(e["agree"] == 0 for e in eras)

@@ -237,11 +237,24 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
         env = dict(os.environ)
         if vfio:
             env["MEMTYPES_VFIO_BDF"] = vfio
-        proc = subprocess.run([str(agent), str(cf)], capture_output=True, text=True, timeout=timeout_s, env=env)
-    lines = proc.stdout.splitlines()
+        why = ""
+        try:
+            # stdin closed: the agent never waits for a walk answer here (walk is off)
+            proc = subprocess.run([str(agent), str(cf)], capture_output=True, timeout=timeout_s, env=env,
+                                  stdin=subprocess.DEVNULL)
+            out = proc.stdout
+            if proc.returncode:
+                why = f"the agent exited with status {proc.returncode}"
+        except subprocess.TimeoutExpired as e:      # the child is killed; keep what it printed
+            out = e.stdout or b""
+            why = f"the agent did not finish within {timeout_s:g} s"
+        except OSError as e:
+            raise InputError(f"cannot run the agent {agent}: {e.strerror}", where="conform --live",
+                             expected="an executable agent (built by memtypes)") from None
+    lines = out.decode("utf-8", "replace").splitlines()
     res = TargetResult(version, "live", release=release, raw_lines=lines, cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines)
-    res.error = incomplete(lines, res.comparison)
+    res.error = why or incomplete(lines, res.comparison)
     eras = []
     obs = parse_lines(lines)
     for e in ERAS:
