@@ -62,8 +62,12 @@ class HostFacts:
 
 
 def host_features(obs: list[dict]) -> HostFacts:
-    """FWB from the kernel's cpufeature line ("Stage-2 Force Write-Back"), DIC from CTR_EL0 as
-    EL0 reads it, MTE from HWCAP2_MTE, the KVM mode from KVM's init line."""
+    """FWB from the kernel's cpufeature line ("CPU features: detected: Stage-2 Force Write-Back",
+    the ARM64_HAS_STAGE2_FWB entry of arch/arm64/kernel/cpufeature.c arm64_features[], which KVM
+    tests), DIC from CTR_EL0 as EL0 reads it (UNVERIFIED for --live: a kernel that traps EL0's
+    CTR_EL0 reads may show EL0 another DIC than it uses itself), MTE from HWCAP2_MTE, the KVM
+    mode from KVM's init line.  Only kmsg lines the agent kept are searched: a lost line reads as
+    "feature absent"."""
     host = next((o for o in obs if o.get("obs") == "host"), {})
     kmsg = tuple(o["line"] for o in obs if o.get("obs") == "kmsg" and isinstance(o.get("line"), str))
     text = "\n".join(kmsg)
