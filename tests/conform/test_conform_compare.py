@@ -194,3 +194,171 @@ def test_cli_a_user_variant_against_what_a_kernel_did(capsys, tmp_path):
     bad = [r for r in doc["targets"][0]["rows"] if r["status"] == "mismatch"]
     assert bad and all("vfio-pci-bar" in r["case"] and r["key"] == "walk" for r in bad)
     assert {(r["observed"]["memattr"], r["expected"]["memattr"]) for r in bad} == {(5, 6)}   # NC seen, WB proposed
+
+
+def _bent_header(tmp_path, name, **change):
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    for c in head["conform"]["cases"]:
+        if c.get("kind") == "slot":
+            c.update(change)
+    f = tmp_path / name
+    f.write_text("\n".join(["@@" + json.dumps(head)] + lines[1:]) + "\n")
+    return f
+
+
+@pytest.mark.parametrize("change, field", [({"access": "jump"}, "access"), ({"mte": "later"}, "mte"),
+                                           ({"flags": "readonly,bogus"}, "flags"), ({"backing": 5}, "backing"),
+                                           ({"remap": ["x"]}, "remap"), ({"kind": "other"}, "kind")])
+def test_cli_replay_names_a_corrupt_case_field(tmp_path, capsys, change, field):
+    """A recorded file whose cases were edited is refused with the file, line 1 and the field (a
+    wrong 'mte' used to be read as 'off'; a wrong 'access' was blamed on a --fault option)."""
+    f = _bent_header(tmp_path, "bent.obs", **change)
+    assert main(["conform", "--replay", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bent.obs:1:" in err[0] and f"field '{field}'" in err[0]
+
+
+def test_cli_replay_corrupt_and_oversized_gzip(tmp_path, capsys):
+    good = gzip.compress(gzip.decompress((OBS / "6.12.118-max.obs.gz").read_bytes()))
+    broken = tmp_path / "broken.obs.gz"
+    broken.write_bytes(good[:20] + b"\0" * 64 + good[84:400])          # a damaged deflate stream
+    bomb = tmp_path / "bomb.obs.gz"
+    bomb.write_bytes(gzip.compress(b"@@{}\n" + b"\n" * (conform_run.MAX_OBS_BYTES + 10)))
+    assert bomb.stat().st_size < 1 << 20
+    for f, what in ((broken, "not a gzip file"), (bomb, "unpacks to more than")):
+        assert main(["conform", "--replay", str(f)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0], err
+
+
+def test_a_walk_record_missing_a_field_cannot_agree():
+    """A walk record without xn/s2ap (or with a non-integer) decodes to None and is a mismatch;
+    it used to default to xn=0 (executable) and s2ap=0, which could agree by accident. A walk
+    without the bytes at its output address is not self-checked: not observable."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])["conform"]
+    cases = [Case(**conform_run.cases_mod.from_agent(d)) for d in head["cases"]]
+    k = kernel("6.12.118")
+    key = ("anon-private/read", "walk")
+
+    def bent(edit):
+        out = []
+        for ln in lines[1:]:
+            d = json.loads(ln[2:]) if ln.startswith("@@{") else None
+            if d and isinstance(d.get("s2"), dict) and d["s2"].get("id") == key[0]:
+                edit(d["s2"])
+                ln = "@@" + json.dumps(d)
+            out.append(ln)
+        return {(r.case, r.key): r for r in compare(k, cases, parse_lines(out)).rows}[key]
+
+    assert bent(lambda w: None).status == AGREE
+    r = bent(lambda w: w.pop("xn"))
+    assert r.status == MISMATCH and r.observed["x"] is None
+    assert bent(lambda w: w.update(s2ap="3")).status == MISMATCH
+    assert bent(lambda w: w.update(level=[3])).status == MISMATCH
+    assert bent(lambda w: w.pop("data")).status == NOT_OBSERVABLE
+
+
+def test_an_observation_without_errno_is_not_success():
+    """The agent always prints "errno" (empty on success); a line without it must not read as
+    success ("")."""
+    k = kernel("6.12.118")
+    case = Case(id="anon-private/read", backing="anon-private", access="read")
+    lines = ['@@{"case": "anon-private/read", "obs": "start", "kind": "slot"}',
+             '@@{"case": "anon-private/read", "obs": "memslot", "ret": 0}']
+    rows = {r.key: r for r in compare(k, [case], parse_lines(lines)).rows}
+    assert rows["memslot"].status == MISMATCH and rows["memslot"].observed == {"errno": None}
+    ok = compare(k, [case], parse_lines([lines[0], lines[1][:-1] + ', "errno": ""}']))
+    assert {r.key: r.status for r in ok.rows}["memslot"] == AGREE
+
+
+def test_cli_saved_observations_stay_in_their_folder(tmp_path):
+    """A --replay header's kernel becomes a file name under --save-observations: a '../' in it
+    must not write outside the folder."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    head["conform"]["kernel"] = "../../escaped"
+    f = tmp_path / "in.obs"
+    f.write_text("\n".join(["@@" + json.dumps(head)] + lines[1:]) + "\n")
+    out = tmp_path / "a" / "b"
+    assert main(["conform", "--replay", str(f), "--save-observations", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert [p.name for p in out.iterdir()] == ["_.._escaped-max.obs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "in.obs", "r.json"]
+    assert conform_run.replay(out / "_.._escaped-max.obs").comparison.rows
+
+
+@pytest.mark.parametrize("how", ["crashed", "no-kvm"])
+def test_cli_strict_fails_on_a_run_that_did_not_finish(tmp_path, capsys, how):
+    """A run cut short (the agent's 'done' line missing: a crash, a hang, a panic mid-run) or one
+    where /dev/kvm did not open leaves its cases "not observable here", not mismatched: --strict
+    must still fail, and the summary says why."""
+    lines = _lines("6.12.118-max.obs.gz")
+    if how == "crashed":
+        body = lines[1:len(lines) // 2]
+    else:
+        body = [ln.replace('"kvm": 1', '"kvm": 0') for ln in lines[1:] if '"obs": "host"' in ln or '"done"' in ln]
+    f = tmp_path / "cut.obs"
+    f.write_text("\n".join([lines[0]] + body) + "\n")
+    assert main(["conform", "--replay", str(OBS / "6.12.118-max.obs.gz"), "--strict"]) == 0
+    capsys.readouterr()
+    assert main(["conform", "--replay", str(f), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert ("did not finish" if how == "crashed" else "/dev/kvm") in out
+    assert main(["conform", "--replay", str(f)]) == 0
+
+
+def test_cli_replay_text_is_not_read_as_markup(tmp_path, capsys):
+    """Versions and case ids from a --replay header are printed as they are: '[/bold]' in them
+    was a Rich MarkupError traceback."""
+    lines = _lines("6.12.118-max.obs.gz")
+    head = json.loads(lines[0][2:])
+    head["conform"]["release"] = "6.12.118[/bold]"
+    head["conform"]["cases"][0]["id"] = "caps[/x]"
+    f = tmp_path / "m.obs"
+    f.write_text("\n".join(["@@" + json.dumps(head)] + [ln.replace('"case": "caps"', '"case": "caps[/x]"')
+                                                         for ln in lines[1:]]) + "\n")
+    assert main(["conform", "--replay", str(f), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "6.12.118[/bold]" in out and "caps[/x]" in out
+
+
+def test_cli_replay_deeply_nested_lines(tmp_path, capsys):
+    """A line nested too deep for json (RecursionError) is skipped like any damaged line; in the
+    header it is one line, exit 2."""
+    lines = _lines("6.12.118-max.obs.gz")
+    deep = "[" * 100000 + "]" * 100000
+    body = tmp_path / "body.obs"
+    body.write_text("\n".join([lines[0], '@@{"case": "caps", "x": ' + deep + "}"] + lines[1:]) + "\n")
+    assert main(["conform", "--replay", str(body), "--strict"]) == 0
+    head = tmp_path / "head.obs"
+    head.write_text('@@{"conform": ' + deep + "}\n")
+    assert main(["conform", "--replay", str(head)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "head.obs:1:" in err[0]
+
+
+def test_a_kmsg_line_that_is_not_text_is_skipped():
+    obs = parse_lines(['@@{"case": "host", "obs": "kmsg", "line": null}',
+                       '@@{"case": "host", "obs": "kmsg", "line": "CPU features: detected: Stage-2 Force Write-Back"}'])
+    h = host_features(obs)
+    assert h.features.fwb and h.kmsg == ("CPU features: detected: Stage-2 Force Write-Back",)
+
+
+def test_live_agent_that_hangs_is_reported_not_a_traceback(monkeypatch, tmp_path):
+    """--live: an agent that stops answering is killed at the time limit and the target says so
+    (subprocess.TimeoutExpired was a traceback); what it printed before is compared."""
+    import os as _os
+    fake = tmp_path / "agent"
+    fake.write_text("#!/bin/sh\necho '@@{\"case\": \"host\", \"obs\": \"host\", \"release\": \"x\", \"kvm\": 1}'\n"
+                    "exec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    monkeypatch.setattr("platform.release", lambda: "6.12.118-test")
+    real_access = _os.access
+    monkeypatch.setattr(conform_run.os, "access", lambda p, m: True if p == "/dev/kvm" else real_access(p, m))
+    monkeypatch.setattr(conform_run, "build_agent", lambda: fake)
+    res, eras = conform_run.run_live(timeout_s=0.5)
+    assert "did not finish within 0.5 s" in res.error
+    assert res.comparison.host.kvm and res.comparison.host.release == "x"
+    assert eras and all(e["agree"] == 0 for e in eras)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -59,6 +60,13 @@ def _check_out(path: Optional[str], opt: str) -> Optional[Path]:
     return p
 
 
+def _obs_name(kernel: str, cpu: str) -> str:
+    """KERNEL-CPU.obs, a plain name inside the --save-observations folder even when the kernel
+    or CPU came from a --replay file's header ("../x" must not leave the folder)."""
+    name = re.sub(r"[^A-Za-z0-9.+_-]", "_", f"{kernel}-{cpu}").lstrip(".") or "target"
+    return name[:200] + ".obs"
+
+
 def _write_atomic(p: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
     try:
@@ -91,11 +99,12 @@ def conform_cmd(
                                            "into this folder (replayable with --replay)"),
     json_out: Optional[str] = typer.Option(None, "--json", help="write the observations and predictions as JSON"),
     html_out: Optional[str] = typer.Option(None, "--html", help="write an HTML report"),
-    strict: bool = typer.Option(False, "--strict", help="exit 1 if any mismatch remains (or a kernel did not run)"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 if any mismatch remains (or a kernel did not run, or did not finish)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="list agreeing observations too"),
     variant_files: Optional[List[str]] = variants_opt.option(),
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from memtypes.conform import run as conform_run
     from memtypes.report import conform as rep
@@ -140,7 +149,7 @@ def conform_cmd(
     t0 = time.monotonic()
 
     def event(msg: str) -> None:
-        err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}", highlight=False)
+        err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {escape(msg)}", highlight=False)
 
     facts: dict = {"mode": "replay" if replay_files else "live" if live else "qemu"}
     if vfiles:
@@ -162,7 +171,7 @@ def conform_cmd(
     if save_dir is not None:
         for r in results:
             if r.raw_lines:
-                _write_atomic(save_dir / f"{r.kernel}-{r.cpu}.obs", conform_run.observations_text(r))
+                _write_atomic(save_dir / _obs_name(r.kernel, r.cpu), conform_run.observations_text(r))
     if jp is None and hp is None:
         rep.render_text(con, results, verbose=verbose)
     if live:
@@ -174,7 +183,9 @@ def conform_cmd(
     if hp is not None:
         _write_atomic(hp, rep.render_html(results, facts=facts))
     for r in results:
-        con.print(f"{r.kernel} {r.cpu}: {rep.summary(r)}", highlight=False)
-    bad = sum(r.counts().get("mismatch", 0) for r in results) + sum(not r.ran for r in results)
+        con.print(escape(f"{r.kernel} {r.cpu}: {rep.summary(r)}"), highlight=False)
+    # a target that did not run, or ran only in part (no 'done', no /dev/kvm), fails --strict:
+    # its missing cases are "not observable here", not agreement
+    bad = sum(r.counts().get("mismatch", 0) for r in results) + sum(not r.ran or bool(r.error) for r in results)
     if strict and bad:
         raise typer.Exit(1)

@@ -63,8 +63,36 @@ class Case:
         return d
 
 
+KINDS = ("caps", "mte-cap-order", "slot")
+MTE_ORDERS = ("off", "before", "after")
+AGENT_FLAGS = ("readonly", "log_dirty")     # the slot flags agent.c case_slot() sets
+
+
+def _check(d: dict, key: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"case {str(d.get('id'))[:60]!r}: field '{key}' is {str(d.get(key))[:60]!r} "
+                         f"(expected {expected})")
+
+
 def from_agent(d: dict) -> dict:
-    """The keyword arguments of the :class:`Case` that ``as_agent`` wrote as ``d``."""
+    """The keyword arguments of the :class:`Case` that ``as_agent`` wrote as ``d``.  Raises
+    ValueError naming the case and field when ``d`` is not such a case (a recorded file read
+    back by ``--replay`` may be corrupt)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a case is a JSON object, not {type(d).__name__}")
+    _check(d, "id", isinstance(d.get("id"), str) and bool(d.get("id")), "a non-empty string")
+    _check(d, "kind", d.get("kind", "slot") in KINDS, ", ".join(KINDS))
+    if d.get("kind", "slot") == "slot":
+        _check(d, "backing", isinstance(d.get("backing"), str) and bool(d.get("backing")), "a backing name")
+        _check(d, "access", d.get("access") in ACCESSES, ", ".join(ACCESSES))
+        _check(d, "mte", d.get("mte", "off") in MTE_ORDERS, ", ".join(MTE_ORDERS))
+        _check(d, "remap", d.get("remap") is None or (isinstance(d["remap"], str) and bool(d["remap"])),
+               "null or a backing name")
+        flags = d.get("flags") or ""
+        _check(d, "flags", isinstance(flags, str) and all(f in AGENT_FLAGS for f in flags.split(",") if f),
+               "a comma-separated list of " + ", ".join(AGENT_FLAGS))
+        for b in ("walk", "misalign", "pretag", "tags", "tags_errors"):
+            _check(d, b, d.get(b, 0) in (0, 1), "0 or 1")
     kw = {"id": str(d["id"]), "kind": str(d.get("kind", "slot"))}
     if kw["kind"] == "caps":
         kw["caps"] = str(d.get("caps") or "16,81,165,205,231,234,243,244")   # files recorded before "caps"

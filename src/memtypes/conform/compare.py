@@ -40,7 +40,7 @@ def parse_lines(lines: list[str]) -> list[dict]:
             continue
         try:
             d = json.loads(line[i + 2:])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):    # a damaged line (or one nested too deep)
             continue
         if isinstance(d, dict):
             out.append(d)
@@ -62,10 +62,14 @@ class HostFacts:
 
 
 def host_features(obs: list[dict]) -> HostFacts:
-    """FWB from the kernel's cpufeature line ("Stage-2 Force Write-Back"), DIC from CTR_EL0 as
-    EL0 reads it, MTE from HWCAP2_MTE, the KVM mode from KVM's init line."""
+    """FWB from the kernel's cpufeature line ("CPU features: detected: Stage-2 Force Write-Back",
+    the ARM64_HAS_STAGE2_FWB entry of arch/arm64/kernel/cpufeature.c arm64_features[], which KVM
+    tests), DIC from CTR_EL0 as EL0 reads it (UNVERIFIED for --live: a kernel that traps EL0's
+    CTR_EL0 reads may show EL0 another DIC than it uses itself), MTE from HWCAP2_MTE, the KVM
+    mode from KVM's init line.  Only kmsg lines the agent kept are searched: a lost line reads as
+    "feature absent"."""
     host = next((o for o in obs if o.get("obs") == "host"), {})
-    kmsg = tuple(o.get("line", "") for o in obs if o.get("obs") == "kmsg")
+    kmsg = tuple(o["line"] for o in obs if o.get("obs") == "kmsg" and isinstance(o.get("line"), str))
     text = "\n".join(kmsg)
     fwb = "Stage-2 Force Write-Back" in text
     # arch/arm64/kvm/arm.c kvm_arm_init(): "Protected nVHE mode", "Hyp nVHE mode" (older: "Hyp mode")
@@ -81,6 +85,30 @@ def host_features(obs: list[dict]) -> HostFacts:
                      int(m.group(1)) if m else None)
 
 
+def _field(w: dict, key: str) -> int | None:
+    v = w.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def decode_walk(w: dict) -> dict:
+    """The model's view of a stage-2 leaf the harness read (gdbstub.walk_tables fields).  A field
+    missing from the record, or not an integer, decodes to None (so it cannot agree with any
+    prediction), never to a default that might."""
+    memattr, level, s2ap, xn = (_field(w, k) for k in ("memattr", "level", "s2ap", "xn"))
+    data = w.get("data")
+    return {"memattr": memattr, "size": None if level is None else SIZES.get(level, level),
+            # S2AP[1] (descriptor bit 7) grants write (Arm ARM, stage-2 data access permissions;
+            # section number UNVERIFIED: not in ../shared/reference/arch.md)
+            "w": None if s2ap is None else bool(s2ap & 2),
+            # XN[1:0] (bits [54:53]) 0b00 and 0b11 allow execution at EL1 (Arm ARM D8.4.2, FEAT_XNX,
+            # section number UNVERIFIED; without FEAT_XNX bit 53 is RES0: only 0b00 and 0b10 occur)
+            "x": None if xn is None else xn in (0, 3),
+            # the walk's output address holds what the agent wrote at the slot's first bytes
+            # (MAGIC, or a RET for exec): the walk was of this VM's slot, not another table
+            "self_check": isinstance(data, str) and data.startswith((MAGIC_HEX, RET_HEX)),
+            "raw": w}
+
+
 def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
     """{case id: {observation key: values}} (keys as in ``predict.Prediction``)."""
     by: dict[str, dict[str, dict]] = {}
@@ -92,13 +120,7 @@ def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
             if w.get("error"):
                 d["walk"] = {"error": w["error"]}
             else:
-                xn = int(w.get("xn", 0))
-                # XN[1:0] 0b00 and 0b11 allow execution at EL1 (Arm ARM D8.4.2, FEAT_XNX)
-                d["walk"] = {"memattr": w.get("memattr"), "size": SIZES.get(w.get("level"), w.get("level")),
-                             "w": bool(int(w.get("s2ap", 0)) & 2), "x": xn in (0, 3),
-                             "self_check": (str(w["data"]).startswith((MAGIC_HEX, RET_HEX))
-                                            if "data" in w else None),
-                             "raw": w}
+                d["walk"] = decode_walk(w)
             continue
         case, kind = o.get("case"), o.get("obs")
         if not case or not kind:
@@ -107,15 +129,15 @@ def observations_by_case(obs: list[dict]) -> dict[str, dict[str, dict]]:
         if kind == "start":
             d["_started"] = {}
         elif kind == "memslot":
-            d["memslot"] = {"errno": o.get("errno", "")}
+            d["memslot"] = {"errno": o.get("errno")}
         elif kind == "run" and o.get("phase") == "access":
-            d["run:access"] = {"outcome": o.get("outcome"), "errno": o.get("errno", ""), "ec": o.get("ec")}
+            d["run:access"] = {"outcome": o.get("outcome"), "errno": o.get("errno"), "ec": o.get("ec")}
         elif kind == "read":
             d["read"] = {"value_ok": bool(o.get("value_ok"))}
         elif kind == "enable_cap":
-            d[f"enable_cap:{o.get('when')}"] = {"errno": o.get("errno", "")}
+            d[f"enable_cap:{o.get('when')}"] = {"errno": o.get("errno")}
         elif kind == "copy_tags":
-            d[f"copy_tags:{o.get('what')}"] = {"errno": o.get("errno", ""), "nonzero": o.get("nonzero")}
+            d[f"copy_tags:{o.get('what')}"] = {"errno": o.get("errno"), "nonzero": o.get("nonzero")}
         elif kind == "cap":
             d[f"cap:{o.get('cap')}"] = {k: o.get(k) for k in ("system", "system_errno", "vm", "vm_errno")}
         elif kind == "mmap" and not o.get("ok"):
@@ -191,10 +213,11 @@ def compare(kernel: Kernel, cases: list[Case], obs: list[dict]) -> Comparison:
                 cmp.rows.append(Row(case.id, key, status, None, exp, why, note))
             elif "error" in got and key == "walk":
                 cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, got, exp, why, str(got["error"])))
-            elif key == "walk" and got.get("self_check") is False:
+            elif key == "walk" and not got.get("self_check"):
                 shown = {k: v for k, v in got.items() if k != "raw"}
                 cmp.rows.append(Row(case.id, key, NOT_OBSERVABLE, shown, exp, why,
-                                    "walk self-check failed: the output address does not hold what the agent wrote"))
+                                    "walk self-check failed: the output address does not hold what the agent "
+                                    "wrote (or the walk record has no 'data')"))
             else:
                 shown = {k: v for k, v in got.items() if k != "raw"}
                 cmp.rows.append(Row(case.id, key, AGREE if _match(exp, got) else MISMATCH, shown, exp, why))

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +83,18 @@ def resolve_model_kernel(version: str) -> tuple[Kernel | None, str]:
     return k, f"{k.version} (era {k.rules.span})"
 
 
+def incomplete(lines: list[str], cmp: Comparison) -> str:
+    """Why a run's observations do not cover every case although it produced some ("" if they
+    do): the agent printed no ``done`` line (it crashed, hung or the kernel died mid-run), or
+    it could not open /dev/kvm.  Its cases are "not observable here", which --strict alone
+    would let pass."""
+    if not any('"done": true' in ln for ln in lines if "@@{" in ln):
+        return "the agent did not finish (no 'done' line): the cases after the last one seen did not run"
+    if not cmp.host.kvm:
+        return "the agent could not open /dev/kvm: KVM did not come up in this kernel"
+    return ""
+
+
 def _refused(case_list, why: str) -> Comparison:
     from memtypes.conform.compare import NOT_MODELLED, Row
     cmp = Comparison(host_features([]))
@@ -109,11 +122,11 @@ def _cases_for(version: str, cpu: str, *, pci: bool, vfio: bool) -> list:
 
 
 def _version_of(text: str):
-    from memtypes.linux.version import KernelVersion
-    parts = text.split(".")
+    """``text`` as a KernelVersion (linux.version.parse_version), or None if it is not one."""
+    from memtypes.linux.version import parse_version
     try:
-        return KernelVersion(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
-    except (ValueError, IndexError):
+        return parse_version(text)
+    except InputError:
         return None
 
 
@@ -159,6 +172,8 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
         res.comparison, res.model_kernel = cmp, label
         if boot.error or not boot.done:
             res.error = boot.error or "the agent did not finish"
+        else:
+            res.error = incomplete(lines, cmp)
     except InputError as e:
         res.error = e.one_line()
     except (OSError, ValueError, RuntimeError) as e:   # one kernel failing never stops the others
@@ -222,10 +237,24 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
         env = dict(os.environ)
         if vfio:
             env["MEMTYPES_VFIO_BDF"] = vfio
-        proc = subprocess.run([str(agent), str(cf)], capture_output=True, text=True, timeout=timeout_s, env=env)
-    lines = proc.stdout.splitlines()
+        why = ""
+        try:
+            # stdin closed: the agent never waits for a walk answer here (walk is off)
+            proc = subprocess.run([str(agent), str(cf)], capture_output=True, timeout=timeout_s, env=env,
+                                  stdin=subprocess.DEVNULL)
+            out = proc.stdout
+            if proc.returncode:
+                why = f"the agent exited with status {proc.returncode}"
+        except subprocess.TimeoutExpired as e:      # the child is killed; keep what it printed
+            out = e.stdout or b""
+            why = f"the agent did not finish within {timeout_s:g} s"
+        except OSError as e:
+            raise InputError(f"cannot run the agent {agent}: {e.strerror}", where="conform --live",
+                             expected="an executable agent (built by memtypes)") from None
+    lines = out.decode("utf-8", "replace").splitlines()
     res = TargetResult(version, "live", release=release, raw_lines=lines, cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines)
+    res.error = why or incomplete(lines, res.comparison)
     eras = []
     obs = parse_lines(lines)
     for e in ERAS:
@@ -257,26 +286,33 @@ def replay(path: Path, *, kernel: str | None = None) -> TargetResult:
     if p.stat().st_size > MAX_OBS_BYTES:
         raise InputError(f"'{path}' is larger than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
                          expected="a recorded observation file")
-    data = p.read_bytes()
     if p.suffix == ".gz":
+        # read at most MAX_OBS_BYTES + 1 unpacked bytes: a small file can unpack to gigabytes
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+            with gzip.open(p, "rb") as f:
+                data = f.read(MAX_OBS_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
             raise InputError(f"not a gzip file ({e})", where=str(path), expected="a recorded observation file") from None
         if len(data) > MAX_OBS_BYTES:
             raise InputError(f"'{path}' unpacks to more than {MAX_OBS_BYTES >> 20} MiB", where="--replay",
                              expected="a recorded observation file")
+    else:
+        data = p.read_bytes()
     lines = data.decode("utf-8", "replace").splitlines()
     try:
-        head = json.loads(lines[0][2:])["conform"] if lines and lines[0].startswith("@@{") else None
+        if not lines or not lines[0].startswith("@@{"):
+            raise ValueError("the first line does not start with '@@{'")
+        head = json.loads(lines[0][2:])["conform"]
         case_list = [cases_mod.Case(**cases_mod.from_agent(d)) for d in head["cases"]]
         version = str(kernel or head["kernel"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"not a recorded observation file ({type(e).__name__})", where=str(path), line=1,
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise InputError(f"not a recorded observation file ({type(e).__name__}: {str(e)[:200]})",
+                         where=str(path), line=1,
                          expected="the header line written by --save-observations") from None
     res = TargetResult(version, str(head.get("cpu", "")), release=str(head.get("release", "")),
                        qemu_version=str(head.get("qemu", "")), raw_lines=lines[1:], cases=case_list)
     res.comparison, res.model_kernel = compare_target(version, case_list, lines[1:])
+    res.error = incomplete(lines[1:], res.comparison)
     return res
 
 

@@ -24,21 +24,24 @@ def _fmt(d: dict | None) -> str:
 
 
 def render_text(con, results, *, verbose: bool = False) -> None:
+    """Every text from a target (versions, case ids, observed values, errors; a --replay file's
+    header supplies them) is escaped: a '[/x]' in it is shown, not read as Rich markup."""
+    from rich.markup import escape as esc
     from rich.table import Table
 
     for r in results:
-        head = f"[bold]{r.kernel}[/bold] on [bold]{r.cpu}[/bold]"
+        head = f"[bold]{esc(r.kernel)}[/bold] on [bold]{esc(r.cpu)}[/bold]"
         if r.release:
-            head += f"  ({r.release}"
+            head += f"  ({esc(r.release)}"
             if r.comparison:
                 f = r.comparison.host.features
-                head += f"; {r.comparison.host.mode}; fwb={int(f.fwb)} dic={int(f.dic)} mte={int(f.mte)}"
+                head += f"; {esc(r.comparison.host.mode)}; fwb={int(f.fwb)} dic={int(f.dic)} mte={int(f.mte)}"
             head += ")"
         con.print(head)
         if r.model_kernel:
-            con.print(f"  model: {r.model_kernel}")
+            con.print(f"  model: {esc(r.model_kernel)}")
         if not r.ran:
-            con.print(f"  [red]not run[/red]: {r.error}")
+            con.print(f"  [red]not run[/red]: {esc(r.error)}")
             continue
         rows = [x for x in r.comparison.rows if verbose or x.status in SHOW]
         if rows:
@@ -49,14 +52,14 @@ def render_text(con, results, *, verbose: bool = False) -> None:
                 shown = x.reasons if x.status == "mismatch" else x.reasons[-2:]
                 why = "; ".join(rr.rule + (" [UNVERIFIED]" if rr.unverified else "") for rr in shown) or x.note
                 style = {"mismatch": "red", "agree": "green"}.get(x.status, "yellow")
-                t.add_row(x.case, x.key, f"[{style}]{x.status}[/{style}]", _fmt(x.observed),
-                          _fmt(x.expected), why)
+                t.add_row(esc(x.case), esc(x.key), f"[{style}]{x.status}[/{style}]", esc(_fmt(x.observed)),
+                          esc(_fmt(x.expected)), esc(why))
             con.print(t)
         nm = [x for x in r.comparison.rows if x.status == "not modelled"]
         if nm and not verbose:
-            con.print(f"  not modelled ({len(nm)}): {not_modelled_brief(nm)} (--verbose lists them)",
+            con.print(f"  not modelled ({len(nm)}): {esc(not_modelled_brief(nm))} (--verbose lists them)",
                       highlight=False)
-        con.print("  " + summary(r))
+        con.print("  " + esc(summary(r)))
 
 
 def not_modelled_brief(rows) -> str:

@@ -200,7 +200,20 @@ static const char *errname(int e)
 	case EACCES: return "EACCES";
 	case E2BIG: return "E2BIG";
 	case ERANGE: return "ERANGE";
-	default: return "E?";
+	case EIO: return "EIO";
+	case EBADF: return "EBADF";
+	case ENXIO: return "ENXIO";
+	case ENOSPC: return "ENOSPC";
+	case EOVERFLOW: return "EOVERFLOW";
+	default: {
+		/* an errno this list lacks: its number ("E5"), never one shared name that could
+		 * make two different errors look alike; a ring of buffers for several per line */
+		static char ring[4][16];
+		static unsigned next;
+		char *b = ring[next++ % 4];
+		snprintf(b, sizeof ring[0], "E%d", e);
+		return b;
+	}
 	}
 }
 
@@ -300,9 +313,12 @@ static void host_facts(void)
 	/* the kernel log says which CPU features the kernel detected (FWB, MTE, DIC, VHE/nVHE) */
 	int k = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
 	if (k < 0) return;
-	char buf[1024], line[1100];
+	/* one record per read; a buffer too small for a record is EINVAL without moving on, so
+	 * room for the longest record; EPIPE (records overwritten meanwhile) moves on */
+	char buf[8192], line[1100];
 	for (;;) {
 		ssize_t n = read(k, buf, sizeof buf - 1);
+		if (n < 0 && errno == EPIPE) continue;
 		if (n <= 0) break;
 		buf[n] = 0;
 		char *msg = strchr(buf, ';');
@@ -352,6 +368,7 @@ static void case_mte_cap_order(void)
 	obs("enable_cap", "\"cap\": 205, \"when\": \"before-vcpu\", \"ret\": %d, \"errno\": \"%s\"", r, errname(r < 0 ? errno : 0));
 	close(vm);
 	vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (vm < 0) { obs("error", "\"what\": \"KVM_CREATE_VM\", \"errno\": \"%s\"", errname(errno)); return; }
 	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	r = ioctl(vm, KVM_ENABLE_CAP, &cap);
 	obs("enable_cap", "\"cap\": 205, \"when\": \"after-vcpu\", \"vcpu\": %d, \"ret\": %d, \"errno\": \"%s\"",
@@ -404,8 +421,26 @@ static int write_file(const char *path, const char *s)
 	return e;
 }
 
-/* bind the ivshmem device to vfio-pci and open it through a type1 container */
+static void vfio_reset(void)
+{
+	if (vfio_device >= 0) close(vfio_device);
+	if (vfio_group >= 0) close(vfio_group);
+	if (vfio_container >= 0) close(vfio_container);
+	vfio_device = vfio_group = vfio_container = -1;
+}
+
+/* bind the ivshmem device to vfio-pci and open it through a type1 container; on failure
+ * nothing stays open (the next vfio case tries again from the start, not on a held group) */
+static int vfio_setup_once(void);
 static int vfio_setup(void)
+{
+	if (vfio_device >= 0) return 0;
+	int e = vfio_setup_once();
+	if (e) vfio_reset();
+	return e;
+}
+
+static int vfio_setup_once(void)
 {
 	char p[400], link[300], grp[64];
 	if (vfio_device >= 0) return 0;
@@ -431,18 +466,21 @@ static int vfio_setup(void)
 	if (ioctl(vfio_group, VFIO_GROUP_SET_CONTAINER, &vfio_container)) return -errno;
 	if (ioctl(vfio_container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU)) return -errno;
 	vfio_device = ioctl(vfio_group, VFIO_GROUP_GET_DEVICE_FD, bdf);
-	if (vfio_device < 0) return -errno;
+	if (vfio_device < 0) { int e = -errno; vfio_device = -1; return e; }
 	struct vfio_region_info ri = {.argsz = sizeof ri, .index = 2};
 	if (ioctl(vfio_device, VFIO_DEVICE_GET_REGION_INFO, &ri)) return -errno;
 	vfio_bar_off = ri.offset;
 	return 0;
 }
 
-/* Reserve a 2 MiB-aligned hva (or one deliberately 4 KiB off a 2 MiB boundary). */
-static void *aligned_hva(size_t size, int misalign)
+/* Reserve a 2 MiB-aligned hva (or one deliberately 4 KiB off a 2 MiB boundary) inside a
+ * larger PROT_NONE reservation, which resv and resv_size return for the caller to unmap. */
+static void *aligned_hva(size_t size, int misalign, uint8_t **resv, size_t *resv_size)
 {
 	uint8_t *p = mmap(NULL, size + 0x400000, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) return NULL;
+	*resv = p;
+	*resv_size = size + 0x400000;
 	uintptr_t a = ((uintptr_t)p + 0x1fffff) & ~0x1fffffUL;
 	if (misalign) a += 0x1000;
 	return (void *)a;
@@ -522,8 +560,11 @@ static void *map_backing(const char *kind, void *hva, size_t size, int prot, cha
 struct vm {
 	int fd, vcpu, gmem;
 	struct kvm_run *run;
+	long run_size;
 	uint8_t *code;
 	uint8_t *test;
+	uint8_t *resv;             /* aligned_hva()'s whole reservation: the test mapping lies inside */
+	size_t resv_size;
 };
 
 static volatile sig_atomic_t alarmed;
@@ -544,8 +585,11 @@ static int vcpu_create(struct vm *v)
 	if (ioctl(v->fd, KVM_ARM_PREFERRED_TARGET, &init)) return -errno;
 	if (ioctl(v->vcpu, KVM_ARM_VCPU_INIT, &init)) return -errno;
 	long sz = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (sz <= 0) return sz < 0 ? -errno : -EINVAL;
 	v->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu, 0);
-	return v->run == MAP_FAILED ? -errno : 0;
+	if (v->run == MAP_FAILED) { v->run = NULL; return -errno; }
+	v->run_size = sz;
+	return 0;
 }
 
 struct run_out { int ret, err, exit_reason; uint64_t mmio_addr, data; int mmio_write; };
@@ -628,8 +672,11 @@ static void vm_close(struct vm *v)
 	if (v->vcpu >= 0) close(v->vcpu);
 	if (v->gmem >= 0) close(v->gmem);
 	if (v->fd >= 0) close(v->fd);
+	if (v->run) munmap(v->run, (size_t)v->run_size);
 	if (v->code && v->code != MAP_FAILED) munmap(v->code, CODE_SIZE);
-	if (v->test) munmap(v->test, TEST_SIZE);
+	/* the whole reservation, test mapping included (a hole or a failed map leaves the rest) */
+	if (v->resv) munmap(v->resv, v->resv_size);
+	else if (v->test) munmap(v->test, TEST_SIZE);
 }
 
 /* A memslot over one backing and one guest access: the general case.  Keys:
@@ -656,6 +703,12 @@ static void case_slot(const struct jcase *c)
 	 * an MTE VM refuses VM_SHARED memslots on 5.14-6.1 and non-VM_MTE_ALLOWED ones later, and
 	 * the control slot must work in every VM the cases create. */
 	v.code = mmap(NULL, CODE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (v.code == MAP_FAILED) {
+		obs("error", "\"what\": \"control slot mmap\", \"errno\": \"%s\"", errname(errno));
+		v.code = NULL;
+		vm_close(&v);
+		return;
+	}
 	memcpy(v.code, guest_begin, (size_t)(guest_end - guest_begin));
 	struct kvm_userspace_memory_region cr = {.slot = 0, .guest_phys_addr = CODE_IPA, .memory_size = CODE_SIZE,
 						 .userspace_addr = (uint64_t)(uintptr_t)v.code};
@@ -669,7 +722,12 @@ static void case_slot(const struct jcase *c)
 	uint32_t slot_flags = 0;
 	if (has_word(flags, "readonly")) slot_flags |= KVM_MEM_READONLY;
 	if (has_word(flags, "log_dirty")) slot_flags |= KVM_MEM_LOG_DIRTY_PAGES;
-	uint8_t *hva = aligned_hva(TEST_SIZE, (int)geti(c, "misalign", 0));
+	uint8_t *hva = aligned_hva(TEST_SIZE, (int)geti(c, "misalign", 0), &v.resv, &v.resv_size);
+	if (!hva) {
+		obs("error", "\"what\": \"hva reservation\", \"errno\": \"%s\"", errname(errno));
+		vm_close(&v);
+		return;
+	}
 	int prot = PROT_READ | PROT_WRITE | (geti(c, "pretag", 0) ? PROT_MTE : 0);
 	int r, e;
 	if (is_gmem) {
@@ -749,7 +807,11 @@ static void case_slot(const struct jcase *c)
 		/* keep the vCPU in the guest (spinning on the flag) while the harness walks stage 2 */
 		pthread_t t;
 		*(volatile uint64_t *)(v.code + FLAG_OFF) = 0;
-		pthread_create(&t, NULL, spin_thread, &v);
+		int pe = pthread_create(&t, NULL, spin_thread, &v);
+		if (pe) {
+			obs("error", "\"what\": \"walk thread\", \"errno\": \"%s\"", errname(pe));
+			goto tags;
+		}
 		sched_yield();   /* let the vCPU thread enter the guest; the harness retries until it has */
 		char cc[256], line[4096];
 		jstr(cc, sizeof cc, cur_case);
@@ -762,6 +824,7 @@ static void case_slot(const struct jcase *c)
 		pthread_join(t, &res);
 		report_run("release", res);
 	}
+tags:
 	if (want_tags) {
 		copy_tags(&v, TEST_IPA, 4096, KVM_ARM_TAGS_FROM_GUEST, "from-guest");
 		if (geti(c, "tags_errors", 0)) {
