@@ -292,7 +292,7 @@ def check(
         traces = []
         if save_traces:
             traces = out.directory(save_traces, write_traces(matrix), where="--save-traces")
-        written = out.commit()
+        out.commit()
 
     if json_out == "-":
         sys.stdout.write(doc)

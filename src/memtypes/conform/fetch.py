@@ -339,8 +339,8 @@ def upstream_of(debian_version: str) -> str | None:
 
 
 _ABI = r"\d+\.\d+(?:\.\d+)?(?:-\d+|\+deb\d+(?:\.\d+)?)?"
-RE_IMAGE = re.compile(rf"linux-image-(?P<abi>\d+\.\d+\.\d+(?:-\d+|\+deb\d+(?:\.\d+)?))-arm64"
-                      rf"(?P<unsigned>-unsigned)?")
+RE_IMAGE = re.compile(r"linux-image-(?P<abi>\d+\.\d+\.\d+(?:-\d+|\+deb\d+(?:\.\d+)?))-arm64"
+                      r"(?P<unsigned>-unsigned)?")
 RE_BINARY = re.compile(rf"linux-binary-(?P<abi>{_ABI})-arm64")
 RE_MODULES = re.compile(rf"linux-modules-(?P<abi>{_ABI})-arm64")
 RE_BASE = re.compile(rf"linux-base-(?P<abi>{_ABI})-arm64")

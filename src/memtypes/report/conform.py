@@ -80,12 +80,9 @@ def not_modelled_brief(rows) -> str:
 
 
 def summary(r) -> str:
-    if not r.ran:
-        return f"not run: {r.error}"
-    c = r.counts()
-    s = (f"{c['agree']} agree, {c['mismatch']} mismatch, {c['not observable here']} not observable here, "
-         f"{c['not modelled']} not modelled ({r.wall_s:.0f} s)")
-    return s + (f"; {r.error}" if r.error else "")
+    """One target's counts, timing and error, as ``conform.run.summary_line`` writes them."""
+    from memtypes.conform.run import summary_line
+    return summary_line(r)
 
 
 def render_html(results, *, facts: dict) -> str:
