@@ -191,7 +191,7 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
         elif err is not None:
             pred.add("copy_tags:from-guest", {"errno": errno_name(err)}, (r,))
         if case.tags_errors:
-            for what, kwargs in (("unaligned-ipa", {"aligned": False}), ("bad-flags", {"aligned": False}),
+            for what, kwargs in (("unaligned-ipa", {"aligned": False}), ("bad-flags", {"flags_ok": False}),
                                  ("no-memslot", {"page_online": False}),
                                  ("to-guest", {"to_guest": True, "logging": logging})):
                 kwargs.setdefault("to_guest", False)

@@ -25,11 +25,13 @@ R_OK_TO = Reason("kvm/mte_copy_tags/to-guest", _SRC, "TO_GUEST: tags written, pa
 
 
 def mte_copy_tags(rules: Rules, vm: Vm, *, to_guest: bool, logging: bool = False, aligned: bool = True,
-                  page_online: bool = True) -> tuple[str | None, Reason]:
-    """Result of KVM_ARM_MTE_COPY_TAGS: (errno or None, reason)."""
+                  page_online: bool = True, flags_ok: bool = True) -> tuple[str | None, Reason]:
+    """Result of KVM_ARM_MTE_COPY_TAGS: (errno or None, reason).  ``flags_ok``: no flag but
+    KVM_ARM_TAGS_FROM_GUEST and no reserved word set; ``aligned``: guest_ipa and length
+    page-aligned (7.3.4 checks MTE, reserved, flags, alignment in that order, all -EINVAL)."""
     if not rules.mte_copy_tags:
         return EINVAL, R_NOIOCTL
-    if not vm.mte or not aligned:
+    if not vm.mte or not flags_ok or not aligned:
         return EINVAL, R_EINVAL
     if to_guest and logging and rules.copy_tags_ebusy:
         return EBUSY, R_EBUSY
