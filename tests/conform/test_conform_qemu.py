@@ -19,6 +19,16 @@ HERE = Path(__file__).parent
 KERNEL = KernelFiles("6.12.118", "6.12.118+deb12-arm64", Path("/k/vmlinuz"), None)
 
 
+
+def _assert_gone(pid: int, why: str) -> None:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(why)
+
 def test_command_line():
     q = QemuFiles(Path("/q/qemu-system-aarch64"), Path("/q/share"), "10.0.2", {})
     cmd = command(q, KERNEL, Path("/r/initrd.gz"), "max", mte=True, smmu=True, ivshmem=True,
@@ -95,14 +105,7 @@ def test_time_limit_kills_the_whole_process_group(fake, tmp_path):
     assert r.error == "timed out after 4 s at 'still booting'"
     assert not r.done and r.status is not None and r.status < 0
     child = next(rec["child"] for rec in r.records if "child" in rec)
-    for _ in range(100):              # the orphan is reaped by init shortly after SIGKILL
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("QEMU's child process survived")
+    _assert_gone(child, "QEMU's child process survived")     # reaped by init shortly after SIGKILL
 
 
 def test_kernel_panic_is_reported(fake, tmp_path):
@@ -155,14 +158,7 @@ print("returned", flush=True)
     rest = p.stdout.read()
     assert p.wait(timeout=30) == 143
     assert "returned" not in rest
-    for _ in range(100):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("QEMU's child process survived SIGTERM")
+    _assert_gone(child, "QEMU's child process survived SIGTERM")
 
 
 def test_on_line_can_stop_the_run(fake, tmp_path):

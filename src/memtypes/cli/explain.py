@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional
 
 import typer
@@ -83,19 +82,13 @@ def explain_cmd(
            for sp in specs for prof in profs]
     if len(exs) > 1:
         if as_json:
-            d = {"explanations": [e.as_dict() for e in exs]}
-            if vfiles:
-                d["variant_files"] = vfiles
-            print(json.dumps(d, indent=2, sort_keys=False))
+            variants_opt.print_json({"explanations": [e.as_dict() for e in exs]}, vfiles)
             return
         render_many(exs, specs)
         return
     ex = exs[0]
     if as_json:
-        d = ex.as_dict()
-        if vfiles:
-            d["variant_files"] = vfiles
-        print(json.dumps(d, indent=2, sort_keys=False))
+        variants_opt.print_json(ex.as_dict(), vfiles)
         return
     render(ex)
 

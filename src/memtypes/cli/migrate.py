@@ -7,7 +7,6 @@ incompatible move refused, and which guest pages change memory type?
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional
 
 import typer
@@ -66,10 +65,7 @@ def migrate_cmd(
     if len(combos) > 1:          # lists: every (from, to, kernel-from, kernel-to), in order
         reps = [migrate(vm, ps, pd, kf, kt, vmm_checks=checks) for ps, pd, kf, kt in combos]
         if as_json:
-            d = {"migrations": [r.as_dict() for r in reps]}
-            if vfiles:
-                d["variant_files"] = vfiles
-            print(json.dumps(d, indent=2, sort_keys=False))
+            variants_opt.print_json({"migrations": [r.as_dict() for r in reps]}, vfiles)
             return
         for r in reps:
             render(r)
@@ -77,10 +73,7 @@ def migrate_cmd(
     ps, pd, kernel_from, kernel_to = combos[0]
     rep = migrate(vm, ps, pd, kernel_from, kernel_to, vmm_checks=checks)
     if as_json:
-        d = rep.as_dict()
-        if vfiles:
-            d["variant_files"] = vfiles
-        print(json.dumps(d, indent=2, sort_keys=False))
+        variants_opt.print_json(rep.as_dict(), vfiles)
         return
     render(rep)
 

@@ -18,3 +18,11 @@ def load(files: Optional[List[str]]) -> list[dict]:
     """Load the files (and the packages' entry points): ``[{path, sha256}]`` of the files."""
     from memtypes.linux import userfiles
     return userfiles.load_files(files or ())
+
+
+def print_json(doc: dict, files: list[dict]) -> None:
+    """Print ``doc`` as the command's JSON, with the variant files it used (if any)."""
+    import json
+    if files:
+        doc["variant_files"] = files
+    print(json.dumps(doc, indent=2, sort_keys=False))
