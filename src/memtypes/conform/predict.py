@@ -18,7 +18,6 @@ an agent observation to the model's vocabulary:
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 from memtypes.arch.features import Features
@@ -90,11 +89,6 @@ class Prediction:
         self.expect[key] = values
         self.reasons[key] = reasons
 
-
-def _explain_kwargs() -> set[str]:
-    return set(inspect.signature(explain).parameters)
-
-
 def predict_caps(kernel: Kernel, host: Features, pred: Prediction, ipa_limit: int | None = None,
                  asked: str = "") -> None:
     """KVM_CHECK_EXTENSION on /dev/kvm and on a VM fd, for every capability the model knows
@@ -128,16 +122,10 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
         missing = case.backing if kind is None else case.remap
         pred.na["*"] = f"the model has no backing kind for the agent's '{missing}'"
         return
+    # the agent maps the slot 2 MiB-aligned, or 4 KiB off that with "misalign"
     kw: dict = {"host_name": "conform", "vm_mte": case.mte == "before", "fault": case.access,
-                "slot_flags": case.flags or None, "remap": remap}
-    accepted = _explain_kwargs()
-    if case.mte == "after":
-        kw["mte_after_memslot"] = True
-    if case.misalign:
-        if "hva_align" not in accepted:
-            pred.na["walk"] = "the model does not take the host mapping's alignment"
-        else:
-            kw["hva_align"] = "4K"
+                "slot_flags": case.flags or None, "remap": remap, "mte_after_memslot": case.mte == "after",
+                "hva_align": "4K" if case.misalign else "2M"}
     if "gmem_only" in (case.flags or "") or case.backing == "guest-memfd":
         # the agent creates its guest_memfd with GUEST_MEMFD_FLAG_MMAP | INIT_SHARED
         kw["slot_flags"] = ",".join(filter(None, (case.flags, "gmem_only")))
