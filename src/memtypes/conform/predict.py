@@ -89,6 +89,7 @@ class Prediction:
         self.expect[key] = values
         self.reasons[key] = reasons
 
+
 def predict_caps(kernel: Kernel, host: Features, pred: Prediction, ipa_limit: int | None = None,
                  asked: str = "") -> None:
     """KVM_CHECK_EXTENSION on /dev/kvm and on a VM fd, for every capability the model knows
