@@ -313,21 +313,12 @@ def explore_cluster(model, client, *, max_depth: int | None = None, max_states: 
             call(lambda: [a.decided(list(new)) for a in actors])
 
     # initial states, numbered in order, to their owners
-    inits, seen = [], set()
-    for i, s in enumerate(model.init_states()):
-        c = tuple(eng.encode_words(s)) if eng.wide else eng.encode(s)
-        if c in seen:
-            continue
-        if len(inits) == limit:
-            res.complete, res.truncated_by = False, "max_states"
-            break
-        seen.add(c)
-        inits.append((c, -1 - i))
-    nstates = len(inits)
-    if inits:
-        codes = (np.array([c for c, _ in inits], np.int64).reshape(-1, eng.ks).T.copy() if eng.wide
-                 else np.array([c for c, _ in inits], eng.dt))
-        gpar = np.array([p for _, p in inits], np.int64)
+    codes, ipar, cut = vector.initial_codes(model, eng, limit)
+    if cut:
+        res.complete, res.truncated_by = False, "max_states"
+    nstates = len(ipar)
+    if ipar:
+        gpar = np.array(ipar, np.int64)
         owner = _owner(codes, W)
         note(call(lambda: [a.init(vector._at(codes, np.flatnonzero(owner == d)), np.flatnonzero(owner == d),
                           gpar[owner == d]) for d, a in enumerate(actors)]))

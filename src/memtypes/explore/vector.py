@@ -149,6 +149,26 @@ def _at(a, idx):
     return a.take(idx, axis=-1, mode="clip")
 
 
+
+def initial_codes(model, eng: "_Engine", limit: int) -> tuple[Any, list[int], bool]:
+    """The model's initial states as codes (a ``(words, n)`` array when ``eng`` is wide), without
+    repeats, in order; their parent marks ``-1 - index``; and whether ``limit`` (-1: none) cut
+    them.  Shared by this explorer and the cluster engine."""
+    inits, ipar, have, cut = [], [], set(), False
+    for i, s in enumerate(model.init_states()):
+        c = tuple(eng.encode_words(s)) if eng.wide else eng.encode(s)
+        if c in have:
+            continue
+        if len(inits) == limit:
+            cut = True
+            break
+        have.add(c)
+        inits.append(c)
+        ipar.append(-1 - i)
+    codes = (np.array(inits, np.int64).reshape(-1, eng.ks).T.copy() if eng.wide
+             else np.array(inits, eng.dt))
+    return codes, ipar, cut
+
 def _len(codes) -> int:
     """How many states ``codes`` holds (one integer each, or one column of words when wide)."""
     return codes.shape[-1]
@@ -1436,18 +1456,9 @@ def _explore_vector(model, max_depth, max_states, progress, stop_on_violation, m
             to_disk()
 
     # initial states
-    inits, ipar, have = [], [], set()
-    for i, s in enumerate(model.init_states()):
-        c = tuple(eng.encode_words(s)) if wide else eng.encode(s)
-        if c in have:
-            continue
-        if len(inits) == limit:
-            res.complete, res.truncated_by = False, "max_states"
-            break
-        have.add(c)
-        inits.append(c)
-        ipar.append(-1 - i)
-    frontier = np.array(inits, np.int64).reshape(-1, eng.ks).T.copy() if wide else np.array(inits, eng.dt)
+    frontier, ipar, cut = initial_codes(model, eng, limit)
+    if cut:
+        res.complete, res.truncated_by = False, "max_states"
     fcols: dict = {}
     cols_bytes = 0
     if _len(frontier):
