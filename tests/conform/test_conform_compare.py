@@ -362,3 +362,23 @@ def test_live_agent_that_hangs_is_reported_not_a_traceback(monkeypatch, tmp_path
     assert "did not finish within 0.5 s" in res.error
     assert res.comparison.host.kvm and res.comparison.host.release == "x"
     assert eras and all(e["agree"] == 0 for e in eras)
+
+
+def test_an_interrupt_stops_every_boot_at_once(monkeypatch):
+    """Ctrl-C (or any exception) while kernels boot: no further boot starts and every running
+    QEMU is killed at once, then the interrupt goes on up (the CLI prints one line, exit 130)."""
+    from memtypes.conform import fetch, qemu
+    started, killed = [], []
+    monkeypatch.setattr(conform_run, "build_agent", lambda: Path("/agent"))
+    monkeypatch.setattr(fetch, "fetch_qemu", lambda: None)
+    monkeypatch.setattr(fetch, "update", lambda: "fresh")
+    monkeypatch.setattr(fetch, "select", lambda specs: ["6.12.118", "7.2.13", "7.3.4"])
+    monkeypatch.setattr(qemu, "_kill_all", lambda: killed.append(True))
+
+    def target(pkg, cpu, **kw):
+        started.append((pkg, cpu))
+        raise KeyboardInterrupt
+    monkeypatch.setattr(conform_run, "run_qemu_target", target)
+    with pytest.raises(KeyboardInterrupt):
+        conform_run.run_qemu(["default"], ["max", "cortex-a57"], jobs=1)
+    assert started == [("6.12.118", "max")] and killed == [True]

@@ -197,7 +197,8 @@ def run_qemu(kernels: list[str], cpus: list[str], *, jobs: int = 2, kernel_image
         pkgs = fetch.select(kernels or ["default"])
     targets = [(p, c) for p in pkgs for c in cpus]
     results: list[TargetResult | None] = [None] * len(targets)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futs = {pool.submit(run_qemu_target, p, c, qemu=qemu, agent=agent, timeout_s=timeout_s, walk=walk,
                             on_event=on_event): i for i, (p, c) in enumerate(targets)}
         for f in futs:
@@ -206,6 +207,14 @@ def run_qemu(kernels: list[str], cpus: list[str], *, jobs: int = 2, kernel_image
             if on_event:
                 r = results[i]
                 on_event(f"{r.kernel}/{r.cpu}: " + (r.error or summary_line(r)))
+    except BaseException:
+        # Ctrl-C, SIGTERM or an error: no new boot starts, every running QEMU is killed now (its
+        # boot thread then sees the console close and returns at once)
+        pool.shutdown(wait=False, cancel_futures=True)
+        from memtypes.conform import qemu as qemu_mod
+        qemu_mod._kill_all()
+        raise
+    pool.shutdown(wait=True)
     return [r for r in results if r is not None]
 
 
