@@ -39,16 +39,6 @@ R_ALIAS = Reason("conform/backing-alias", "mm/mmap.c shmem_zero_setup() (MAP_SHA
                  "MAP_ANONYMOUS, MAP_HUGETLB, shmem_file(), is_file_hugepages())",
                  "the agent's backing is the model's kind with the same VMA")
 
-R_TAGS_KEPT = Reason("kvm/sanitise_mte_tags/already-tagged",
-                     "arch/arm64/kvm/mmu.c sanitise_mte_tags() skips a folio already PG_mte_tagged; "
-                     "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() copies its tags "
-                     "(7.3.4, Debian linux-source-7.3)",
-                     "host memory the VMM tagged itself (PROT_MTE) keeps its tags: KVM clears only "
-                     "pages that are not yet tagged")
-R_TAGS_ZERO = Reason("kvm/mte_copy_tags/zeros", "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() "
-                     "(7.3.4): a page sanitised at the fault, or not tagged, reads as zero tags",
-                     "the guest's first fault cleared the page's tags (or it has none)")
-
 # Agent backings the model names differently: each maps to the model kind with the same VMA
 # (flags, pgprot, memory behind it).
 ALIASES: dict[str, str] = {
@@ -174,10 +164,9 @@ def predict_slot(kernel: Kernel, host: Features, case: Case, pred: Prediction) -
         if err is None:
             # the page exists (the VMM touched it): the VMM's own PROT_MTE tags are copied out as
             # they are; any other page reads zero tags, sanitised by the fault or never tagged
-            kept = case.pretag
-            pred.add("copy_tags:from-guest", {"errno": "", "nonzero": 4 if kept else 0},
-                     (r, R_TAGS_KEPT if kept else R_TAGS_ZERO))
-        elif err is not None:
+            kept, why = kvm_guest.tags_read_back(host_tagged=case.pretag)
+            pred.add("copy_tags:from-guest", {"errno": "", "nonzero": 4 if kept else 0}, (r, why))
+        else:
             pred.add("copy_tags:from-guest", {"errno": errno_name(err)}, (r,))
         if case.tags_errors:
             for what, kwargs in (("unaligned-ipa", {"aligned": False}), ("bad-flags", {"flags_ok": False}),

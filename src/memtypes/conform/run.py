@@ -112,12 +112,12 @@ def compare_target(version: str, case_list, lines: list[str]) -> tuple[Compariso
     return compare(k, case_list, obs), label
 
 
-def _cases_for(version: str, cpu: str, *, pci: bool, vfio: bool) -> list:
+def _cases_for(version: str, *, mte: bool, pci: bool, vfio: bool) -> list:
     k, _ = resolve_model_kernel(version)
     if k is None:   # still run what the newest era would ask: the observations are recorded
         k = model_kernel(f"{ERAS[-1].first[0]}.{ERAS[-1].first[1]}")
         k = replace(k, version=_version_of(version) or k.version)
-    return cases_mod.generate(k, mte=cpu in CPU_MTE, pci=pci, vfio=vfio)
+    return cases_mod.generate(k, mte=mte, pci=pci, vfio=vfio)
 
 
 def _version_of(text: str):
@@ -151,7 +151,7 @@ def run_qemu_target(pkg, cpu: str, *, qemu, agent: Path, timeout_s: float = BOOT
                 mods = fetch.modules_closure(files.modules_dir, list(VFIO_MODULES))
             except InputError:
                 mods = []
-        case_list = _cases_for(pkg.version, cpu, pci=True, vfio=bool(mods))
+        case_list = _cases_for(pkg.version, mte=cpu in CPU_MTE, pci=True, vfio=bool(mods))
         if not walk:
             case_list = [replace(c, walk=False) for c in case_list]
         members = initrd.agent_members(agent, cases_mod.cases_json(case_list), mods)
@@ -238,7 +238,7 @@ def run_live(*, vfio: str | None = None, timeout_s: float = 120.0) -> tuple[Targ
     except OSError:
         has_mte = False
     case_list = [replace(c, walk=False) for c in
-                 _cases_for(version, "max" if has_mte else "live", pci=False, vfio=bool(vfio))]
+                 _cases_for(version, mte=has_mte, pci=False, vfio=bool(vfio))]
     with tempfile.TemporaryDirectory(prefix="memtypes-live-") as tmp:
         cf = Path(tmp) / "cases.json"
         cf.write_bytes(cases_mod.cases_json(case_list))

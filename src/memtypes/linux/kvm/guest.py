@@ -38,3 +38,21 @@ def mte_copy_tags(rules: Rules, vm: Vm, *, to_guest: bool, logging: bool = False
     if not page_online:
         return EFAULT, R_EFAULT
     return None, (R_OK_TO if to_guest else R_OK_FROM)
+
+
+R_TAGS_KEPT = Reason("kvm/sanitise_mte_tags/already-tagged",
+                     "arch/arm64/kvm/mmu.c sanitise_mte_tags() skips a folio already PG_mte_tagged; "
+                     "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() copies its tags "
+                     "(7.3.4, Debian linux-source-7.3)",
+                     "host memory the VMM tagged itself (PROT_MTE) keeps its tags: KVM clears only "
+                     "pages that are not yet tagged")
+R_TAGS_ZERO = Reason("kvm/mte_copy_tags/zeros", "arch/arm64/kvm/guest.c kvm_vm_ioctl_mte_copy_tags() "
+                     "(7.3.4): a page sanitised at the fault, or not tagged, reads as zero tags",
+                     "the guest's first fault cleared the page's tags (or it has none)")
+
+
+def tags_read_back(*, host_tagged: bool) -> tuple[bool, Reason]:
+    """What KVM_ARM_MTE_COPY_TAGS (FROM_GUEST) reads from a page the guest has faulted: the
+    tags the VMM set itself (PROT_MTE) when ``host_tagged`` (the page was already PG_mte_tagged,
+    so sanitise_mte_tags() left it alone), else zeros.  Returns (the VMM's tags kept, reason)."""
+    return (True, R_TAGS_KEPT) if host_tagged else (False, R_TAGS_ZERO)
