@@ -33,7 +33,6 @@ AGENT_BACKINGS: tuple[str, ...] = (
     "pci-resource", "pci-resource-wc", "vfio-pci-bar", "guest-memfd", "hole",
 )
 ACCESSES = ("read", "write", "exec")
-GMEM_SINCE = (6, 18)   # KVM_CREATE_GUEST_MEMFD on arm64 (M-gmem; linux/drivers.py _guest_memfd)
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,8 @@ def generate(kernel: Kernel, *, mte: bool, pci: bool = True, vfio: bool = True) 
     """The cases for one kernel.  ``mte``: the CPU is expected to have MTE (the MTE cases are
     only worth their time there; predictions still use the features the agent reports).
     ``pci``/``vfio``: a PCI device (ivshmem BAR2) is present / may be bound to vfio-pci."""
-    v = kernel.version
     backings = [b for b in AGENT_BACKINGS
-                if (b != "guest-memfd" or (v.major, v.minor) >= GMEM_SINCE)
+                if (b != "guest-memfd" or kernel.rules.gmem_slots)   # the model's own switch (6.18)
                 and (pci or not b.startswith("pci-"))
                 and (vfio or b != "vfio-pci-bar")]
     cases = [Case(id="caps", kind="caps", caps=",".join(str(n) for n, _ in CAPS)),
